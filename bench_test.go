@@ -1,0 +1,190 @@
+package main
+
+// End-to-end benchmarks. Each prints its figures beside a baseline measured
+// in the same run on the same machine, so the ratios mean something on any
+// host:
+//
+//	go test -run '^$' -bench . -benchtime 1x .
+//
+// BenchmarkLargeFile's size can be changed with SCANGATE_BENCH_SIZE (bytes).
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkSmallFiles: 4 KiB files, 32 concurrent clients, from upload to
+// final verdict, with JetStream fsyncing every write (the default) and, as
+// the baseline that shows what that durability costs, fsyncing every 2m.
+func BenchmarkSmallFiles(b *testing.B) {
+	for _, sync := range []string{"always", "2m"} {
+		b.Run("sync="+sync, func(b *testing.B) {
+			cfg := testConfig(b)
+			cfg.Log.Level = "error"
+			cfg.NATS.Sync = sync
+			n := startNode(b, cfg)
+			const clients, perClient = 32, 40
+			body := randomBytes(b, 4096)
+			b.ResetTimer()
+			for range b.N {
+				start := time.Now()
+				var wg sync.WaitGroup
+				var files atomic.Int64
+				for c := range clients {
+					wg.Go(func() {
+						for i := range perClient {
+							body := bytes.Clone(body)
+							copy(body, fmt.Sprintf("%04d-%04d", c, i)) // distinct files
+							id := mustUpload(b, n.url(""), body, nil)
+							waitResult(b, n.url(""), id)
+							files.Add(1)
+						}
+					})
+				}
+				wg.Wait()
+				b.ReportMetric(float64(files.Load())/time.Since(start).Seconds(), "files/s")
+			}
+		})
+	}
+}
+
+// BenchmarkLargeFile streams one large file (1 GiB by default) into a
+// `scangate serve` child process and reports upload MB/s, the time from the
+// last byte to the verdict, and the server's peak RSS — beside the time to
+// sha256 the same bytes and to write them to the same disk with fsync.
+func BenchmarkLargeFile(b *testing.B) {
+	size := int64(1 << 30)
+	if v := os.Getenv("SCANGATE_BENCH_SIZE"); v != "" {
+		size, _ = strconv.ParseInt(v, 10, 64)
+	}
+	dir := b.TempDir()
+	for range b.N {
+		// Baselines first, on the same bytes and the same disk.
+		t0 := time.Now()
+		h := sha256.New()
+		io.Copy(h, newPatternReader(size))
+		shaSecs := time.Since(t0).Seconds()
+
+		t0 = time.Now()
+		f, _ := os.Create(filepath.Join(dir, "baseline"))
+		io.CopyBuffer(f, newPatternReader(size), make([]byte, 256<<10))
+		f.Sync()
+		f.Close()
+		diskSecs := time.Since(t0).Seconds()
+		os.Remove(filepath.Join(dir, "baseline"))
+
+		p := startServeProcess(b, filepath.Join(dir, "data"), "SCANGATE_LOG_LEVEL=warn")
+		var peak atomic.Int64
+		stopSampling := sampleRSS(p.cmd.Process.Pid, &peak)
+		baseRSS := rssKiB(p.cmd.Process.Pid, "VmRSS")
+
+		req, _ := http.NewRequest(http.MethodPost, p.addr+"/file", newPatternReader(size))
+		req.ContentLength = size
+		t0 = time.Now()
+		code, out := do(b, req)
+		lastByte := time.Now()
+		uploadSecs := lastByte.Sub(t0).Seconds()
+		if code != 200 {
+			b.Fatalf("upload: %d %v", code, out)
+		}
+		r := waitResult(b, p.addr, str(out["data_id"]))
+		verdict := time.Since(lastByte)
+		stopSampling()
+		p.kill()
+		if path(r, "file_info", "sha256") != fmt.Sprintf("%x", h.Sum(nil)) {
+			b.Fatalf("sha256 mismatch: %v", path(r, "file_info", "sha256"))
+		}
+
+		mb := float64(size) / 1e6
+		b.ReportMetric(mb/uploadSecs, "upload-MB/s")
+		b.ReportMetric(mb/diskSecs, "disk-write-MB/s")
+		b.ReportMetric(mb/shaSecs, "sha256-MB/s")
+		b.ReportMetric(diskSecs/uploadSecs, "upload/disk")
+		b.ReportMetric(float64(verdict.Milliseconds()), "lastbyte-to-verdict-ms")
+		b.ReportMetric(float64(peak.Load())/1024, "peak-RSS-MiB")
+		b.ReportMetric(float64(baseRSS)/1024, "idle-RSS-MiB")
+	}
+}
+
+// patternReader yields size pseudo-random bytes without holding them:
+// a 1 MiB random block, each repetition shifted so no two MiB are equal.
+type patternReader struct {
+	block     []byte
+	remaining int64
+	off       int64
+}
+
+func newPatternReader(size int64) *patternReader {
+	block := make([]byte, 1<<20)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range block {
+		block[i] = byte(rng.Uint32())
+	}
+	return &patternReader{block: block, remaining: size}
+}
+
+func (p *patternReader) Read(b []byte) (int, error) {
+	if p.remaining <= 0 {
+		return 0, io.EOF
+	}
+	n := 0
+	for n < len(b) && p.remaining > 0 {
+		pos := p.off % int64(len(p.block))
+		shift := byte(p.off / int64(len(p.block)))
+		c := copy(b[n:], p.block[pos:])
+		c = int(min(int64(c), p.remaining))
+		for i := n; i < n+c; i++ {
+			b[i] += shift
+		}
+		n += c
+		p.off += int64(c)
+		p.remaining -= int64(c)
+	}
+	return n, nil
+}
+
+// sampleRSS records the peak resident set of pid until stopped.
+func sampleRSS(pid int, peak *atomic.Int64) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			if v := rssKiB(pid, "VmRSS"); v > peak.Load() {
+				peak.Store(v)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
+// rssKiB reads a Vm* field (KiB) from /proc/<pid>/status.
+func rssKiB(pid int, field string) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
+			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return n
+		}
+	}
+	return 0
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/scangate/scangate/pkg/blob"
+	"github.com/scangate/scangate/pkg/events"
+	"github.com/scangate/scangate/pkg/workflow"
+	"github.com/scangate/scangate/scanner"
+	"github.com/scangate/scangate/scanner/engines"
+)
+
+func cancel(t *testing.T, base, id string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/file/"+id+"/cancel", nil)
+	return do(t, req)
+}
+
+// A file still waiting for a scanner is cancelled; a scanner that picks it
+// up afterwards leaves the verdict alone and clears it from the queue.
+func TestCancelQueuedFile(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Workflows[0].Engines = nil
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := start(context.Background(), cfg, []role{roleIngest, roleNotifier}, testLog{t}) // no scanner yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+
+	id := mustUpload(t, n.url(""), []byte("queued file"), nil)
+	var r map[string]any
+	getJSON(t, n.url("/file/"+id), &r)
+	if path(r, "scan_results", "scan_all_result_i") != float64(255) || path(r, "process_info", "result") != "Processing" ||
+		path(r, "scan_results", "total_time") != float64(-1) {
+		t.Fatalf("queued file should be In Progress: %v", r)
+	}
+	if code, out := cancel(t, n.url(""), id); code != 200 || out[id] != "cancelled" {
+		t.Fatalf("cancel: %d %v", code, out)
+	}
+	r = waitResult(t, n.url(""), id)
+	if path(r, "scan_results", "scan_all_result_i") != float64(19) || path(r, "process_info", "result") != "Blocked" {
+		t.Fatalf("cancelled file: %v", r)
+	}
+	if code, out := cancel(t, n.url(""), id); code != 200 || out[id] != "cancelled" {
+		t.Errorf("second cancel: %d %v", code, out)
+	}
+
+	// Now a scanner arrives.
+	blobs, _ := blob.NewFS(filepath.Join(cfg.DataDir, "blobs"))
+	sig, _ := engines.NewSignatures()
+	sc := scanner.New(n.bus, blobs, scanner.Options{Workers: 1, Timeout: time.Minute, Workflows: workflow.NewSet(cfg.Workflows),
+		Engines: []scanner.NamedEngine{{Name: "signatures", Engine: sig}}}, n.log)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go sc.Run(ctx)
+	waitFor(t, "the queue to drain", func() bool {
+		st, err := n.bus.JS.Stream(ctx, events.StreamFiles)
+		return err == nil && st.CachedInfo().State.Msgs == 0
+	})
+	getJSON(t, n.url("/file/"+id), &r)
+	if path(r, "scan_results", "scan_all_result_i") != float64(19) {
+		t.Errorf("scanner overwrote the cancel: %v", r["scan_results"])
+	}
+}
+
+// blockingEngine stands for a slow engine (a large archive, a remote AV):
+// it reads nothing and returns only when its scan is stopped.
+type blockingEngine struct{ started chan string }
+
+func (b blockingEngine) Info() engines.Info {
+	return engines.Info{ID: "slow", Name: "Slow", Version: "1", DefTime: "2026-01-01T00:00:00.000Z"}
+}
+
+func (b blockingEngine) ScanStream(ctx context.Context, in *engines.Input, r io.Reader) (engines.Finding, error) {
+	b.started <- in.DataID
+	<-ctx.Done()
+	return engines.Finding{}, ctx.Err()
+}
+
+// A running scan is stopped by the cancel, and the verdict is 19 — not a
+// failure, not a late clean verdict from the interrupted scanner.
+func TestCancelRunningScan(t *testing.T) {
+	cfg := testConfig(t)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := start(context.Background(), cfg, []role{roleIngest, roleNotifier}, testLog{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	slow := blockingEngine{started: make(chan string, 1)}
+	blobs, _ := blob.NewFS(filepath.Join(cfg.DataDir, "blobs"))
+	sc := scanner.New(n.bus, blobs, scanner.Options{Workers: 1, Timeout: time.Minute, Workflows: workflow.NewSet(cfg.Workflows),
+		Engines: []scanner.NamedEngine{{Name: "signatures", Engine: slow}}}, n.log)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go sc.Run(ctx)
+
+	id := mustUpload(t, n.url(""), []byte("slow file"), nil)
+	select {
+	case got := <-slow.started:
+		if got != id {
+			t.Fatalf("scanning %s, want %s", got, id)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("scan never started")
+	}
+	if code, out := cancel(t, n.url(""), id); code != 200 || out[id] != "cancelled" {
+		t.Fatalf("cancel: %d %v", code, out)
+	}
+	r := waitResult(t, n.url(""), id)
+	if path(r, "scan_results", "scan_all_result_i") != float64(19) {
+		t.Fatalf("verdict after cancel: %v", r["scan_results"])
+	}
+	waitFor(t, "the scanner to let go of the file", func() bool {
+		st, err := n.bus.JS.Stream(ctx, events.StreamFiles)
+		return err == nil && st.CachedInfo().State.Msgs == 0
+	})
+	var after map[string]any
+	getJSON(t, n.url("/file/"+id), &after)
+	if path(after, "scan_results", "scan_all_result_i") != float64(19) {
+		t.Errorf("verdict changed after the scanner stopped: %v", after["scan_results"])
+	}
+}

@@ -1,0 +1,190 @@
+package ingest
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/scangate/scangate/pkg/events"
+	"github.com/scangate/scangate/pkg/hashing"
+	"github.com/scangate/scangate/pkg/ids"
+	"github.com/scangate/scangate/pkg/result"
+)
+
+// notFound is the lookup answer existing clients rely on: 200 with
+// {"<id>": "Not Found"}.
+func notFound(c *fiber.Ctx, id string) error {
+	return c.JSON(map[string]string{id: "Not Found"})
+}
+
+// getFile is GET /file/{data_id}.
+func (s *Server) getFile(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if !ids.Valid(id) {
+		return notFound(c, id)
+	}
+	return s.sendResult(c, id, id)
+}
+
+func (s *Server) sendResult(c *fiber.Ctx, dataID, lookupKey string) error {
+	raw, err := s.results.GetRaw(c.UserContext(), dataID)
+	if errors.Is(err, result.ErrNotFound) {
+		return notFound(c, lookupKey)
+	}
+	if err != nil {
+		return err
+	}
+	body, err := result.ResultJSON(raw)
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Send(body)
+}
+
+// getHash is GET /hash/{md5|sha1|sha256|sha512}: the latest result of a
+// file with that hash.
+func (s *Server) getHash(c *fiber.Ctx) error {
+	h := c.Params("hash")
+	algo, ok := hashing.Algorithm(h)
+	if !ok {
+		return apiError(fiber.StatusBadRequest, "Invalid hash format")
+	}
+	e, err := s.b.Hashes.Get(c.UserContext(), events.HashKey(algo, h))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return notFound(c, h)
+	}
+	if err != nil {
+		return err
+	}
+	return s.sendResult(c, string(e.Value()), h)
+}
+
+// cancelFile is POST /file/{data_id}/cancel. The final record (verdict 19)
+// is written first with compare-and-set, so a scanner finishing at the same
+// moment cannot overwrite it; then running scans are told to stop and the
+// result is announced like any other (webhooks fire).
+func (s *Server) cancelFile(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if !ids.Valid(id) {
+		return apiError(fiber.StatusNotFound, "Not found")
+	}
+	ctx := c.UserContext()
+	for {
+		rec, rev, err := s.results.Get(ctx, id)
+		if errors.Is(err, result.ErrNotFound) {
+			return apiError(fiber.StatusNotFound, "Not found")
+		}
+		if err != nil {
+			return err
+		}
+		if rec.Final() {
+			if rec.Result.ScanResults.ScanAllResultI == result.Cancelled {
+				return c.JSON(map[string]string{id: "cancelled"}) // repeated cancel: same answer
+			}
+			return apiError(fiber.StatusConflict, "Scan already finished.")
+		}
+		rec.Cancel(time.Now())
+		if _, err := s.results.Put(ctx, rec, rev); errors.Is(err, result.ErrConflict) {
+			continue // the scanner moved it on; look again
+		} else if err != nil {
+			return err
+		}
+		if err := s.b.NC.Publish(events.CancelSubject(id), nil); err != nil {
+			s.log.Warn().Err(err).Str("data_id", id).Msg("cancel broadcast failed; the scanner notices at its next heartbeat")
+		}
+		done := &events.ScanDone{DataID: id, CallbackURL: rec.Meta.CallbackURL, SanitizedURL: rec.Meta.SanitizedURL}
+		if err := s.b.PublishScanDone(ctx, done); err != nil {
+			// The scanner re-announces final results it finds on redelivery,
+			// so the webhook still goes out.
+			s.log.Warn().Err(err).Str("data_id", id).Msg("announcing cancel failed")
+		}
+		s.log.Info().Str("data_id", id).Msg("scan cancelled")
+		return c.JSON(map[string]string{id: "cancelled"})
+	}
+}
+
+// getWebhook is GET /file/webhook/{data_id}: the callback delivery state.
+func (s *Server) getWebhook(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if !ids.Valid(id) {
+		return apiError(fiber.StatusNotFound, "No callback url set.")
+	}
+	ctx := c.UserContext()
+	if e, err := s.b.Webhooks.Get(ctx, id); err == nil {
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		return c.Send(e.Value())
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return err
+	}
+	rec, _, err := s.results.Get(ctx, id)
+	if errors.Is(err, result.ErrNotFound) || (err == nil && rec.Meta.CallbackURL == "") {
+		return apiError(fiber.StatusNotFound, "No callback url set.")
+	}
+	if err != nil {
+		return err
+	}
+	// Not attempted yet (still scanning, or queued for the notifier).
+	return c.JSON(fiber.Map{"data_id": id, "url": rec.Meta.CallbackURL, "request_time": "", "status_code": 0,
+		"attempts": 0, "next_attempt": "", "state": "pending"})
+}
+
+// getRules is GET /file/rules, filtered by the user_agent header.
+func (s *Server) getRules(c *fiber.Ctx) error {
+	type rule struct {
+		Name        string `json:"name"`
+		MaxFileSize int64  `json:"max_file_size"`
+		Multipart   bool   `json:"multipart"`
+	}
+	out := []rule{}
+	for _, w := range s.opts.Workflows.Available(header(c, "user_agent")) {
+		out = append(out, rule{Name: w.Name, MaxFileSize: int64(w.MaxFileSize), Multipart: w.Multipart.Enabled})
+	}
+	return c.JSON(out)
+}
+
+// readyz is GET /readyz: 200 when this node can take uploads (NATS and
+// JetStream answer, the disk has room), else 503.
+func (s *Server) readyz(c *fiber.Ctx) error {
+	checks := map[string]string{}
+	ok := true
+	fail := func(name string, err error) {
+		ok = false
+		checks[name] = err.Error()
+	}
+	if s.b.NC.Status() != nats.CONNECTED {
+		fail("nats", errors.New(strings.ToLower(s.b.NC.Status().String())))
+	} else {
+		checks["nats"] = "ok"
+	}
+	if _, err := s.b.JS.Stream(c.UserContext(), events.StreamFiles); err != nil {
+		fail("jetstream", err)
+	} else {
+		checks["jetstream"] = "ok"
+	}
+	if err := s.checkDisk(0); err != nil {
+		fail("disk", err)
+	} else {
+		checks["disk"] = "ok"
+	}
+	status := fiber.StatusOK
+	if !ok {
+		status = fiber.StatusServiceUnavailable
+	}
+	if c.Query("verbose") == "true" {
+		return c.Status(status).JSON(fiber.Map{"status": map[bool]string{true: "ok", false: "unavailable"}[ok], "checks": checks})
+	}
+	return c.Status(status).JSON(fiber.Map{"status": map[bool]string{true: "ok", false: "unavailable"}[ok]})
+}
+
+// livez is GET /livez: the process answers.
+func (s *Server) livez(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) }
+
+// version is GET /version.
+func (s *Server) version(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"product_id": "scangate", "version": s.opts.Version})
+}

@@ -1,0 +1,205 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/scangate/scangate/pkg/blob"
+	"github.com/scangate/scangate/pkg/events"
+	"github.com/scangate/scangate/pkg/hashing"
+	"github.com/scangate/scangate/pkg/ids"
+	"github.com/scangate/scangate/pkg/result"
+)
+
+// postFile is POST /file: the whole file in the body. It answers only once
+// the bytes are fsynced and the file-complete event is acknowledged by
+// JetStream, so a 200 survives any crash that follows.
+func (s *Server) postFile(c *fiber.Ctx) error {
+	size, err := bodyLength(c)
+	if err != nil {
+		return err
+	}
+	if c.Get("downloadfrom") != "" {
+		if size > 0 {
+			return apiError(fiber.StatusBadRequest, "Both body data and download link were given.")
+		}
+		return apiError(fiber.StatusBadRequest, "downloadfrom is not enabled on this server.")
+	}
+	if c.Get("filepath") != "" {
+		return apiError(fiber.StatusBadRequest, "filepath is not enabled on this server.")
+	}
+	if size == 0 {
+		return apiError(fiber.StatusUnprocessableEntity, "File is empty.")
+	}
+	if err := chunkHeaders(c, size); err != nil {
+		return err
+	}
+	meta, err := s.fileMeta(c)
+	if err != nil {
+		return err
+	}
+	wf, _ := s.opts.Workflows.Get(meta.Workflow)
+	if wf.MaxFileSize > 0 && size > int64(wf.MaxFileSize) {
+		return apiError(fiber.StatusRequestEntityTooLarge, "File is too large for this rule.")
+	}
+	if err := s.checkDisk(size); err != nil {
+		return err
+	}
+
+	dataID := ids.New()
+	log := s.log.With().Str("data_id", dataID).Logger()
+	uploadedAt := time.Now()
+	h := hashing.New()
+	defer h.Close()
+	body := io.TeeReader(s.bodyStream(c), h)
+	if err := s.blobs.WriteAt(s.ctx, dataID, 0, body, size); err != nil {
+		s.discard(dataID)
+		if errors.Is(err, io.ErrUnexpectedEOF) || isNetErr(err) {
+			log.Info().Err(err).Int64("size", size).Msg("upload cut short; nothing kept")
+			return apiError(fiber.StatusBadRequest, "Request body is shorter than Content-Length.")
+		}
+		log.Error().Err(err).Msg("storing upload failed")
+		return apiError(fiber.StatusInternalServerError, "Failed to upload - could not store the file.")
+	}
+
+	ev := &events.FileComplete{DataID: dataID, Size: size, Hashes: h.Sums(), Meta: meta,
+		Priority: events.PriorityNormal, UploadedAt: uploadedAt}
+	if err := s.b.PublishFileComplete(s.ctx, ev); err != nil {
+		s.discard(dataID)
+		return s.queueError(err, log)
+	}
+	// The queued record lets GET /file/{id} answer "In Progress" at once. A
+	// fast scanner may already have written its own: that one wins.
+	rec := result.New(dataID, size, ev.Hashes, meta, uploadedAt, result.InProgress)
+	if _, err := s.results.Put(s.ctx, rec, 0); err != nil && !errors.Is(err, result.ErrConflict) {
+		log.Warn().Err(err).Msg("writing queued result failed; the scanner will write it")
+	}
+	log.Info().Int64("size", size).Str("workflow", meta.Workflow).Str("sha256", ev.Hashes.SHA256).Msg("file accepted")
+	return c.JSON(fiber.Map{"data_id": dataID})
+}
+
+// bodyLength is the declared body length. Uploads must say how long they
+// are: a chunked body cannot be checked against limits before it is read.
+func bodyLength(c *fiber.Ctx) (int64, error) {
+	if strings.Contains(strings.ToLower(c.Get(fiber.HeaderTransferEncoding)), "chunked") ||
+		len(c.Request().Header.Peek(fiber.HeaderContentLength)) == 0 {
+		return 0, apiError(fiber.StatusLengthRequired, "Missing Content-Length header.")
+	}
+	n := c.Request().Header.ContentLength()
+	if n < 0 {
+		return 0, apiError(fiber.StatusLengthRequired, "Missing Content-Length header.")
+	}
+	return int64(n), nil
+}
+
+// chunkHeaders handles X-File-Size / X-File-ID on POST /file. A declared
+// size equal to the body is a whole file in one request (clients send it on
+// every upload); anything else is the sequential-chunk protocol.
+func chunkHeaders(c *fiber.Ctx, size int64) error {
+	if v := c.Get("X-File-Size"); v != "" {
+		total, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || total <= 0 {
+			return apiError(fiber.StatusBadRequest, "Invalid X-File-Size header.")
+		}
+		if total != size {
+			return apiError(fiber.StatusNotImplemented, "Chunked upload (X-File-Size smaller than the body) is not enabled on this server.")
+		}
+	}
+	if c.Get("X-File-ID") != "" {
+		return apiError(fiber.StatusNotImplemented, "Chunked upload (X-File-ID) is not enabled on this server.")
+	}
+	return nil
+}
+
+// checkDisk refuses an upload that would leave less than the reserve free.
+func (s *Server) checkDisk(size int64) error {
+	sr, ok := s.blobs.(blob.SpaceReporter)
+	if !ok || s.opts.DiskReserve <= 0 {
+		return nil
+	}
+	free, err := sr.FreeBytes()
+	if err != nil {
+		s.log.Warn().Err(err).Msg("free disk space unknown")
+		return nil
+	}
+	if free-size < s.opts.DiskReserve {
+		s.log.Warn().Int64("free", free).Int64("size", size).Int64("reserve", s.opts.DiskReserve).Msg("upload refused: disk reserve reached")
+		return apiError(fiber.StatusInternalServerError, "Not enough disk space")
+	}
+	return nil
+}
+
+// queueError maps a failed file-complete publish to API.md's answers: a
+// full queue is the client's cue to back off; anything else is ours.
+func (s *Server) queueError(err error, log zerolog.Logger) error {
+	if isQueueFull(err) {
+		log.Warn().Msg("scan queue full; upload refused")
+		return apiError(fiber.StatusServiceUnavailable, "Server is too busy. Try again later.")
+	}
+	log.Error().Err(err).Msg("queueing file for scan failed")
+	return apiError(fiber.StatusServiceUnavailable, "Failed to request scan. Try again later.")
+}
+
+// isQueueFull recognises JetStream refusing a publish because the FILES
+// stream holds limits.max_queued messages (discard-new policy).
+func isQueueFull(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeStreamStoreFailed &&
+		strings.Contains(apiErr.Description, "maximum")
+}
+
+// jsErrCodeStreamStoreFailed is nats-server's JSStreamStoreFailedF, which
+// nats.go does not name.
+const jsErrCodeStreamStoreFailed jetstream.ErrorCode = 10077
+
+// bodyStream returns the request body as a reader that fills whole
+// buffers (so hashing and disk writes work on large chunks) and gives up on
+// a client that stops sending for IdleTimeout.
+func (s *Server) bodyStream(c *fiber.Ctx) io.Reader {
+	var r io.Reader = c.Context().RequestBodyStream()
+	if r == nil {
+		r = bytes.NewReader(c.Body())
+	}
+	return &idleReader{r: r, conn: c.Context().Conn(), idle: s.opts.IdleTimeout}
+}
+
+// idleReader extends the connection's read deadline before every read, so
+// a slow but steady upload of any size succeeds and a stalled one ends.
+type idleReader struct {
+	r    io.Reader
+	conn net.Conn
+	idle time.Duration
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	if r.conn != nil {
+		_ = r.conn.SetReadDeadline(time.Now().Add(r.idle))
+	}
+	n, err := io.ReadFull(r.r, p)
+	if errors.Is(err, io.ErrUnexpectedEOF) && n > 0 {
+		err = nil // the short tail of the body; the next Read reports EOF
+	}
+	return n, err
+}
+
+func isNetErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne)
+}
+
+// discard removes the bytes of an upload that was not accepted.
+func (s *Server) discard(dataID string) {
+	if err := s.blobs.Delete(context.Background(), dataID); err != nil {
+		s.log.Warn().Err(err).Str("data_id", dataID).Msg("removing refused upload failed")
+	}
+}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/scangate/scangate/ingest"
+	"github.com/scangate/scangate/notifier"
+	"github.com/scangate/scangate/pkg/blob"
+	"github.com/scangate/scangate/pkg/bus"
+	"github.com/scangate/scangate/pkg/config"
+	"github.com/scangate/scangate/pkg/logging"
+	"github.com/scangate/scangate/pkg/workflow"
+	"github.com/scangate/scangate/scanner"
+	"github.com/scangate/scangate/scanner/engines"
+)
+
+type role string
+
+const (
+	roleIngest   role = "ingest"
+	roleScanner  role = "scanner"
+	roleNotifier role = "notifier"
+)
+
+// node is one scangate process: its NATS connection (and embedded server,
+// if any) and the roles it runs.
+type node struct {
+	cfg      *config.Config
+	log      zerolog.Logger
+	embedded *bus.Embedded
+	nc       *nats.Conn
+	bus      *bus.Bus
+	http     *ingest.Server
+	addr     net.Addr // where the HTTP API listens, when ingest runs
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// start brings up NATS and the given roles. It returns once the HTTP API
+// (if any) accepts connections.
+func start(ctx context.Context, cfg *config.Config, roles []role, logOut io.Writer) (_ *node, err error) {
+	n := &node{cfg: cfg, log: logging.New(cfg.Log, logOut)}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if err := n.connect(ctx); err != nil {
+		return nil, err
+	}
+	blobs, err := blob.NewFS(filepath.Join(cfg.DataDir, "blobs"))
+	if err != nil {
+		return nil, err
+	}
+	wfs := workflow.NewSet(cfg.Workflows)
+	runCtx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+
+	for _, r := range roles {
+		switch r {
+		case roleScanner:
+			engs, err := buildEngines(cfg, n.log)
+			if err != nil {
+				return nil, err
+			}
+			sc := scanner.New(n.bus, blobs, scanner.Options{Workers: cfg.Scanner.Workers, Timeout: cfg.Scanner.Timeout,
+				Workflows: wfs, Engines: engs}, n.log)
+			n.goRun("scanner", func() error { return sc.Run(runCtx) })
+		case roleNotifier:
+			nt, err := notifier.New(n.bus, cfg.Webhooks, n.log)
+			if err != nil {
+				return nil, err
+			}
+			n.goRun("notifier", func() error { return nt.Run(runCtx) })
+		case roleIngest:
+			ln, err := net.Listen("tcp", cfg.Listen)
+			if err != nil {
+				return nil, fmt.Errorf("listen: %w", err)
+			}
+			n.addr = ln.Addr()
+			n.http = ingest.New(n.bus, blobs, ingest.Options{
+				Workflows:             wfs,
+				DiskReserve:           int64(cfg.Limits.DiskReserve),
+				AllowPrivateCallbacks: cfg.Webhooks.AllowPrivateTargets,
+				Version:               buildVersion(),
+			}, n.log)
+			n.goRun("ingest", func() error { return n.http.Serve(ln) })
+		}
+	}
+	n.log.Info().Str("version", buildVersion()).Str("data_dir", cfg.DataDir).Any("roles", roles).Msg("scangate started")
+	return n, nil
+}
+
+// connect starts the embedded JetStream server or dials the external one,
+// then declares the topology.
+func (n *node) connect(ctx context.Context) error {
+	cfg := n.cfg
+	var err error
+	if cfg.NATS.URL == "" {
+		always, every, _ := cfg.NATS.SyncInterval()
+		n.embedded, err = bus.StartEmbedded(bus.EmbeddedOptions{DataDir: cfg.DataDir, Listen: cfg.NATS.Listen,
+			SyncAlways: always, SyncInterval: every, Log: n.log})
+		if err != nil {
+			return err
+		}
+		n.nc, err = n.embedded.Connect("scangate")
+	} else {
+		n.nc, err = bus.Dial(cfg.NATS.URL, "scangate", n.log)
+	}
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	openCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	n.bus, err = bus.Open(openCtx, n.nc, bus.Options{Replicas: cfg.NATS.Replicas, MaxQueued: cfg.Limits.MaxQueued})
+	return err
+}
+
+func (n *node) goRun(name string, fn func() error) {
+	n.wg.Go(func() {
+		if err := fn(); err != nil {
+			n.log.Error().Err(err).Str("role", name).Msg("role stopped with an error")
+		}
+	})
+}
+
+// Close stops the roles (the HTTP API first, so no new work arrives),
+// drains the NATS connection and stops the embedded server.
+func (n *node) Close() error {
+	var errs []error
+	if n.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		errs = append(errs, n.http.Shutdown(ctx))
+		cancel()
+	}
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.wg.Wait()
+	if n.nc != nil {
+		if err := n.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			errs = append(errs, err)
+		}
+		for n.nc.IsDraining() {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if n.embedded != nil {
+		n.embedded.Shutdown()
+	}
+	return errors.Join(errs...)
+}
+
+// buildEngines makes the configured engines, in report order.
+func buildEngines(cfg *config.Config, log zerolog.Logger) ([]scanner.NamedEngine, error) {
+	sig, err := engines.NewSignatures()
+	if err != nil {
+		return nil, err
+	}
+	out := []scanner.NamedEngine{{Name: "signatures", Engine: sig}}
+	if p := cfg.Engines.HashList.Path; p != "" {
+		hl, err := engines.LoadHashList(p)
+		if err != nil {
+			return nil, err
+		}
+		log.Info().Str("path", p).Int("hashes", hl.Len()).Msg("hash list loaded")
+		out = append(out, scanner.NamedEngine{Name: "hashlist", Engine: hl})
+	}
+	return out, nil
+}

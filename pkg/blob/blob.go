@@ -1,0 +1,50 @@
+// Package blob stores file bytes behind one interface, so the roles never
+// care whether bytes live on a local disk or in a JetStream object store.
+package blob
+
+import (
+	"context"
+	"errors"
+	"io"
+	"regexp"
+)
+
+// Store keeps the bytes of uploads, stored originals and sanitized outputs.
+type Store interface {
+	// WriteAt stores exactly n bytes read from r at offset off of key,
+	// durably: when it returns nil the bytes survive a crash. Writing the
+	// same range again overwrites it (retried parts). A short r is
+	// io.ErrUnexpectedEOF and the range must be written again.
+	WriteAt(ctx context.Context, key string, off int64, r io.Reader, n int64) error
+	// Open returns the bytes of key for reading.
+	Open(ctx context.Context, key string) (Object, error)
+	// Delete releases key. Deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+}
+
+// Object is stored bytes, read sequentially or at offsets.
+type Object interface {
+	io.Reader
+	io.ReaderAt
+	io.Closer
+	Size() int64
+}
+
+// SpaceReporter is implemented by stores on a local disk.
+type SpaceReporter interface {
+	// FreeBytes is the space still available to the store.
+	FreeBytes() (int64, error)
+}
+
+// ErrNotFound is returned by Open for a key that holds nothing.
+var ErrNotFound = errors.New("blob not found")
+
+// ErrBadKey is returned for keys that are not a data_id, optionally with a
+// short suffix ("<data_id>.sanitized"): keys become file names and object
+// names, so nothing else gets in.
+var ErrBadKey = errors.New("invalid blob key")
+
+var keyRE = regexp.MustCompile(`^[0-9a-f]{32}(\.[a-z0-9]{1,16})?$`)
+
+// ValidKey reports whether key may name a blob.
+func ValidKey(key string) bool { return keyRE.MatchString(key) }

@@ -1,0 +1,351 @@
+// Package config loads scangate's configuration: the built-in defaults
+// (configs/scangate.yaml), then an operator's YAML file, then SCANGATE_*
+// environment variables, then command-line flags. Each layer overrides the
+// one before it; unknown keys and unparsable values stop start-up with a
+// message that names the file and line.
+package config
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/scangate/scangate/configs"
+)
+
+// Config is the whole of scangate's configuration. Field tags are the YAML
+// keys; environment names are derived from them (see applyEnv).
+type Config struct {
+	Listen    string         `yaml:"listen"`
+	DataDir   string         `yaml:"data_dir"`
+	Log       LogConfig      `yaml:"log"`
+	NATS      NATSConfig     `yaml:"nats"`
+	Blob      BlobConfig     `yaml:"blob"`
+	Limits    LimitsConfig   `yaml:"limits"`
+	Scanner   ScannerConfig  `yaml:"scanner"`
+	Engines   EnginesConfig  `yaml:"engines"`
+	Webhooks  WebhooksConfig `yaml:"webhooks"`
+	Workflows []Workflow     `yaml:"workflows"`
+}
+
+type LogConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+type NATSConfig struct {
+	URL      string `yaml:"url"`
+	Listen   string `yaml:"listen"`
+	Sync     string `yaml:"sync"`
+	Replicas int    `yaml:"replicas"`
+}
+
+// SyncInterval is the JetStream fsync interval; zero means fsync every write.
+func (n NATSConfig) SyncInterval() (always bool, every time.Duration, err error) {
+	if n.Sync == "always" {
+		return true, 0, nil
+	}
+	d, err := time.ParseDuration(n.Sync)
+	if err != nil || d <= 0 {
+		return false, 0, fmt.Errorf(`nats.sync: want "always" or a positive duration, got %q`, n.Sync)
+	}
+	return false, d, nil
+}
+
+type BlobConfig struct {
+	Store string `yaml:"store"`
+}
+
+type LimitsConfig struct {
+	DiskReserve ByteSize `yaml:"disk_reserve"`
+	MaxQueued   int64    `yaml:"max_queued"`
+}
+
+type ScannerConfig struct {
+	Workers int           `yaml:"workers"`
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+type EnginesConfig struct {
+	HashList HashListConfig `yaml:"hashlist"`
+}
+
+type HashListConfig struct {
+	Path string `yaml:"path"`
+}
+
+type WebhooksConfig struct {
+	AllowPrivateTargets bool          `yaml:"allow_private_targets"`
+	Secret              string        `yaml:"secret"`
+	MaxAttempts         int           `yaml:"max_attempts"`
+	Timeout             time.Duration `yaml:"timeout"`
+	Retry               RetryConfig   `yaml:"retry"`
+}
+
+type RetryConfig struct {
+	InitialInterval time.Duration `yaml:"initial_interval"`
+	MaxInterval     time.Duration `yaml:"max_interval"`
+}
+
+// Workflow is what the `rule` header names: which engines run and which
+// limits apply to a file.
+type Workflow struct {
+	Name        string          `yaml:"name"`
+	Default     bool            `yaml:"default"`
+	UserAgents  []string        `yaml:"user_agents"`
+	MaxFileSize ByteSize        `yaml:"max_file_size"`
+	Engines     []string        `yaml:"engines"`
+	Multipart   MultipartConfig `yaml:"multipart"`
+}
+
+type MultipartConfig struct {
+	Enabled bool          `yaml:"enabled"`
+	TTL     time.Duration `yaml:"ttl"`
+}
+
+// ByteSize is a size in bytes that YAML and the environment may also give as
+// "512MiB", "1GiB" or "10 MB".
+type ByteSize int64
+
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	var i int64
+	if err := n.Decode(&i); err == nil {
+		if i < 0 {
+			return fmt.Errorf("line %d: size must not be negative", n.Line)
+		}
+		*b = ByteSize(i)
+		return nil
+	}
+	v, err := humanize.ParseBytes(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: invalid size %q (want bytes or e.g. 512MiB)", n.Line, n.Value)
+	}
+	*b = ByteSize(v)
+	return nil
+}
+
+// Load builds the configuration from the built-in defaults and, when path is
+// not empty, the YAML file at path, then applies SCANGATE_* environment
+// variables. Flags are applied by the caller (see Override) before Validate.
+func Load(path string) (*Config, error) {
+	var c Config
+	if err := decodeStrict(configs.Default, &c); err != nil {
+		return nil, fmt.Errorf("built-in defaults: %w", err)
+	}
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		// The workflow list replaces the default one as a whole; merging list
+		// items by position would surprise anyone who reorders them.
+		if hasKey(raw, "workflows") {
+			c.Workflows = nil
+		}
+		if err := decodeStrict(raw, &c); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(reflect.ValueOf(&c).Elem(), "SCANGATE", os.LookupEnv); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Default returns the built-in configuration, validated.
+func Default() *Config {
+	c, err := Load("")
+	if err != nil {
+		panic(err) // the embedded defaults are tested; this cannot happen in a release
+	}
+	return c
+}
+
+func decodeStrict(raw []byte, out any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	// An empty file is "no settings", not an error.
+	if err := dec.Decode(out); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+func hasKey(raw []byte, key string) bool {
+	var top map[string]yaml.Node
+	if yaml.Unmarshal(raw, &top) != nil {
+		return false
+	}
+	_, ok := top[key]
+	return ok
+}
+
+// applyEnv walks the struct and, for every scalar field, looks up
+// PREFIX_<YAML_KEY_PATH>; a value is parsed with the same YAML rules as the
+// file so "5s", "1GiB" and "true" mean the same in both places. Lists are
+// file-only.
+func applyEnv(v reflect.Value, prefix string, lookup func(string) (string, bool)) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		key := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if key == "" || key == "-" {
+			continue
+		}
+		name := prefix + "_" + strings.ToUpper(key)
+		fv := v.Field(i)
+		switch {
+		case fv.Kind() == reflect.Struct:
+			if err := applyEnv(fv, name, lookup); err != nil {
+				return err
+			}
+		case fv.Kind() == reflect.Slice:
+			continue
+		default:
+			s, ok := lookup(name)
+			if !ok {
+				continue
+			}
+			node := &yaml.Node{Kind: yaml.ScalarNode, Value: s, Line: 1}
+			if fv.Kind() == reflect.String {
+				node.Tag = "!!str"
+			}
+			if err := node.Decode(fv.Addr().Interface()); err != nil {
+				return fmt.Errorf("environment %s=%q: %w", name, s, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Validate checks values that parse but make no sense, and fills in what
+// follows from others (the default workflow).
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen: %v", err)
+	}
+	if c.DataDir == "" {
+		bad("data_dir: must not be empty")
+	}
+	switch c.Log.Level {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		bad("log.level: unknown level %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		bad("log.format: want json or console, got %q", c.Log.Format)
+	}
+	if _, _, err := c.NATS.SyncInterval(); err != nil {
+		bad("%v", err)
+	}
+	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
+		bad("nats.replicas: want 1..5, got %d", c.NATS.Replicas)
+	}
+	if c.NATS.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.NATS.Listen); err != nil {
+			bad("nats.listen: %v", err)
+		}
+	}
+	if c.Blob.Store != "fs" {
+		bad("blob.store: unknown store %q (want fs)", c.Blob.Store)
+	}
+	if c.Limits.MaxQueued < 1 {
+		bad("limits.max_queued: must be at least 1")
+	}
+	if c.Scanner.Workers < 1 {
+		bad("scanner.workers: must be at least 1")
+	}
+	if c.Scanner.Timeout <= 0 {
+		bad("scanner.timeout: must be positive")
+	}
+	if c.Webhooks.Secret != "" {
+		if _, err := WebhookKey(c.Webhooks.Secret); err != nil {
+			bad("webhooks.secret: %v", err)
+		}
+	}
+	if c.Webhooks.MaxAttempts < 1 {
+		bad("webhooks.max_attempts: must be at least 1")
+	}
+	if c.Webhooks.Timeout <= 0 {
+		bad("webhooks.timeout: must be positive")
+	}
+	r := c.Webhooks.Retry
+	if r.InitialInterval <= 0 || r.MaxInterval < r.InitialInterval {
+		bad("webhooks.retry: want 0 < initial_interval <= max_interval")
+	}
+
+	if len(c.Workflows) == 0 {
+		bad("workflows: at least one workflow is required")
+	}
+	names := map[string]bool{}
+	defaults := 0
+	for i, w := range c.Workflows {
+		switch {
+		case strings.TrimSpace(w.Name) == "":
+			bad("workflows[%d].name: must not be empty", i)
+		case strings.Contains(w.Name, ","):
+			bad("workflows[%d].name: %q must not contain a comma (the rule header lists names with commas)", i, w.Name)
+		case names[w.Name]:
+			bad("workflows[%d].name: %q is used twice", i, w.Name)
+		}
+		names[w.Name] = true
+		if w.Default {
+			defaults++
+		}
+		if w.Multipart.Enabled && w.Multipart.TTL <= 0 {
+			bad("workflows[%d].multipart.ttl: must be positive", i)
+		}
+		for _, e := range w.Engines {
+			if !knownEngine(e) {
+				bad("workflows[%d].engines: unknown engine %q", i, e)
+			}
+		}
+	}
+	if defaults > 1 {
+		bad("workflows: more than one is marked default")
+	}
+	if defaults == 0 && len(c.Workflows) > 0 {
+		c.Workflows[0].Default = true
+	}
+	return errors.Join(errs...)
+}
+
+// EngineNames are the engines a workflow may list, in the order they are reported.
+var EngineNames = []string{"signatures", "hashlist"}
+
+func knownEngine(name string) bool {
+	for _, n := range EngineNames {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// WebhookKey decodes a Standard Webhooks secret ("whsec_<base64>").
+func WebhookKey(secret string) ([]byte, error) {
+	b64, ok := strings.CutPrefix(secret, "whsec_")
+	if !ok {
+		return nil, errors.New(`must start with "whsec_"`)
+	}
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(key) < 16 {
+		return nil, errors.New("want whsec_ followed by base64 of at least 16 random bytes")
+	}
+	return key, nil
+}

@@ -1,0 +1,112 @@
+// Package events names everything the roles say to each other over
+// JetStream — streams, subjects, buckets, consumers — and the messages
+// themselves. Nothing else in scangate spells a subject or a bucket name.
+package events
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+)
+
+// Streams.
+const (
+	StreamFiles = "FILES" // file-complete work queue: file.<priority>.<data_id>
+	StreamScans = "SCANS" // scan-done: scan.done.<data_id>
+)
+
+// KV buckets.
+const (
+	BucketResults  = "results"  // data_id → result.Record
+	BucketHashes   = "hashes"   // <algo>.<hex> → data_id
+	BucketWebhooks = "webhooks" // <data_id>.<kind> → webhook delivery state
+)
+
+// Durable consumers.
+const (
+	ConsumerScanners = "scanners"
+	ConsumerNotifier = "notifier"
+)
+
+// Priority orders scanner work; rescans run at low priority unless an admin asks.
+type Priority string
+
+const (
+	PriorityHigh   Priority = "high"
+	PriorityNormal Priority = "normal"
+	PriorityLow    Priority = "low"
+)
+
+// Subject roots; use the functions below to build full subjects.
+const (
+	FilesSubjects    = "file.>"
+	ScanDoneSubjects = "scan.done.>"
+)
+
+// FileSubject is where a file-complete event for dataID is published.
+func FileSubject(p Priority, dataID string) string { return "file." + string(p) + "." + dataID }
+
+// ScanDoneSubject is where the final result of dataID is announced.
+func ScanDoneSubject(dataID string) string { return "scan.done." + dataID }
+
+// CancelSubject is a plain NATS subject (not a stream): every scanner listens
+// and stops the scan of dataID if it is running it. The durable record of the
+// cancel is the result itself, written before this is sent.
+func CancelSubject(dataID string) string { return "scan.cancel." + dataID }
+
+// CancelSubjects matches every CancelSubject.
+const CancelSubjects = "scan.cancel.*"
+
+// HashKey is the hashes-bucket key of a hex digest ("sha256.<hex>").
+func HashKey(algo, hexDigest string) string { return algo + "." + strings.ToLower(hexDigest) }
+
+// Header names on JetStream messages.
+const (
+	HeaderMsgID = "Nats-Msg-Id" // JetStream de-duplication
+)
+
+// Hashes of a file's bytes, lowercase hex. Empty when not yet computed.
+type Hashes struct {
+	MD5    string `json:"md5"`
+	SHA1   string `json:"sha1"`
+	SHA256 string `json:"sha256"`
+	SHA512 string `json:"sha512"`
+}
+
+// Complete reports whether every hash is known.
+func (h Hashes) Complete() bool {
+	return h.MD5 != "" && h.SHA1 != "" && h.SHA256 != "" && h.SHA512 != ""
+}
+
+// FileMeta is what a client said about a file when it submitted it. It travels
+// with the file to the scanner, the result and the webhooks.
+type FileMeta struct {
+	DisplayName      string          `json:"display_name"`
+	Workflow         string          `json:"workflow"`
+	UserAgent        string          `json:"user_agent,omitempty"`
+	Username         string          `json:"username,omitempty"`
+	Source           string          `json:"source,omitempty"`
+	OriginalFilePath string          `json:"original_file_path,omitempty"`
+	CallbackURL      string          `json:"callbackurl,omitempty"`
+	SanitizedURL     string          `json:"sanitizedurl,omitempty"`
+	Batch            string          `json:"batch,omitempty"`
+	ArchivePasswords []string        `json:"archivepwd,omitempty"`
+	Metadata         json.RawMessage `json:"metadata,omitempty"`
+}
+
+// FileComplete says: the bytes of DataID are all in the blob store; scan them.
+type FileComplete struct {
+	DataID     string    `json:"data_id"`
+	Size       int64     `json:"size"`
+	Hashes     Hashes    `json:"hashes"` // computed while the bytes streamed in, where possible
+	Meta       FileMeta  `json:"meta"`
+	Priority   Priority  `json:"priority"`
+	UploadedAt time.Time `json:"uploaded_at"`
+}
+
+// ScanDone says: DataID has its final result in the results bucket.
+type ScanDone struct {
+	DataID       string `json:"data_id"`
+	CallbackURL  string `json:"callbackurl,omitempty"`
+	SanitizedURL string `json:"sanitizedurl,omitempty"`
+}

@@ -1,0 +1,119 @@
+// Package hashing computes md5, sha1, sha256 and sha512 of a byte stream in a
+// single pass, spreading the four digests over two goroutines so hashing a
+// large upload costs about half of doing them one after another.
+package hashing
+
+import (
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"hash"
+	"runtime"
+	"sync"
+
+	"github.com/scangate/scangate/pkg/events"
+)
+
+// parallelMin is the write size from which the lanes run concurrently; below
+// it the hand-off costs more than it saves.
+const parallelMin = 64 << 10
+
+// Multi is an io.Writer that feeds every byte to all four digests.
+// It is not safe for concurrent use; Close must be called to stop its lanes.
+type Multi struct {
+	md5, sha1, sha256, sha512 hash.Hash
+	lanes                     [2][]hash.Hash
+	work                      [2]chan []byte
+	wg                        sync.WaitGroup
+	parallel                  bool
+	n                         int64
+}
+
+// New returns a Multi ready for writing.
+func New() *Multi {
+	m := &Multi{md5: md5.New(), sha1: sha1.New(), sha256: sha256.New(), sha512: sha512.New()}
+	// md5 and sha512 are the slow pair (~0.8 GB/s each on amd64 vs ~1.9 GB/s
+	// for sha1/sha256 with SHA extensions): one slow and one fast per lane.
+	m.lanes = [2][]hash.Hash{{m.md5, m.sha1}, {m.sha512, m.sha256}}
+	if runtime.GOMAXPROCS(0) > 1 {
+		m.parallel = true
+		for i := range m.work {
+			m.work[i] = make(chan []byte)
+			go m.lane(i)
+		}
+	}
+	return m
+}
+
+func (m *Multi) lane(i int) {
+	for p := range m.work[i] {
+		for _, h := range m.lanes[i] {
+			h.Write(p)
+		}
+		m.wg.Done()
+	}
+}
+
+// Write hashes p. p is not retained after Write returns.
+func (m *Multi) Write(p []byte) (int, error) {
+	m.n += int64(len(p))
+	if !m.parallel || len(p) < parallelMin {
+		for _, lane := range m.lanes {
+			for _, h := range lane {
+				h.Write(p)
+			}
+		}
+		return len(p), nil
+	}
+	m.wg.Add(2)
+	m.work[0] <- p
+	m.work[1] <- p
+	m.wg.Wait()
+	return len(p), nil
+}
+
+// Len is the number of bytes hashed so far.
+func (m *Multi) Len() int64 { return m.n }
+
+// Sums returns the digests of everything written so far.
+func (m *Multi) Sums() events.Hashes {
+	return events.Hashes{
+		MD5:    hex.EncodeToString(m.md5.Sum(nil)),
+		SHA1:   hex.EncodeToString(m.sha1.Sum(nil)),
+		SHA256: hex.EncodeToString(m.sha256.Sum(nil)),
+		SHA512: hex.EncodeToString(m.sha512.Sum(nil)),
+	}
+}
+
+// Close stops the lanes. The digests stay readable.
+func (m *Multi) Close() {
+	if m.parallel {
+		close(m.work[0])
+		close(m.work[1])
+		m.parallel = false
+	}
+}
+
+// Algorithm names a hash by the length of its hex form, as GET /hash/{hash}
+// receives it; ok is false for any other length or non-hex input.
+func Algorithm(hexDigest string) (algo string, ok bool) {
+	for i := 0; i < len(hexDigest); i++ {
+		c := hexDigest[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return "", false
+		}
+	}
+	switch len(hexDigest) {
+	case 32:
+		return "md5", true
+	case 40:
+		return "sha1", true
+	case 64:
+		return "sha256", true
+	case 128:
+		return "sha512", true
+	}
+	return "", false
+}

@@ -31,11 +31,11 @@ import (
 // final verdict, with JetStream fsyncing every write (the default) and, as
 // the baseline that shows what that durability costs, fsyncing every 2m.
 func BenchmarkSmallFiles(b *testing.B) {
-	for _, sync := range []string{"always", "2m"} {
-		b.Run("sync="+sync, func(b *testing.B) {
+	for _, syncPolicy := range []string{"always", "2m"} {
+		b.Run("sync="+syncPolicy, func(b *testing.B) {
 			cfg := testConfig(b)
 			cfg.Log.Level = "error"
-			cfg.NATS.Sync = sync
+			cfg.NATS.Sync = syncPolicy
 			n := startNode(b, cfg)
 			const clients, perClient = 32, 40
 			body := randomBytes(b, 4096)

@@ -8,10 +8,12 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
 
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
@@ -41,6 +43,7 @@ type Server struct {
 	log     zerolog.Logger
 	ctx     context.Context // ends at shutdown; uploads in progress stop
 	stop    context.CancelFunc
+	conns   connTracker
 }
 
 // New builds the API. Serve starts answering.
@@ -63,6 +66,8 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Server
 		IdleTimeout:                  opts.IdleTimeout,
 		ErrorHandler:                 s.errorHandler,
 	})
+	s.app.Server().ConnState = s.conns.state
+	s.app.Use(s.conns.middleware)
 	s.routes(s.app)
 	s.routes(s.app.Group("/v4")) // MetaDefender Cloud style base URL
 	s.app.Use(func(c *fiber.Ctx) error { return fiber.NewError(fiber.StatusNotFound, "Not found") })
@@ -92,8 +97,73 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Shutdown stops accepting requests and waits for those in flight, up to ctx.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.stop()
-	return s.app.ShutdownWithContext(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.app.ShutdownWithContext(ctx) }()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.conns.closeWaiting()
+		select {
+		case err := <-done:
+			s.stop() // uploads still streaming after the grace period end here
+			return err
+		case <-tick.C:
+		}
+	}
+}
+
+// connTracker knows every open connection and whether a request handler
+// is running on it. fasthttp's graceful shutdown closes keep-alive
+// connections only once they have served a request; one that is still
+// waiting for its first request (HTTP clients open spares) would hold
+// shutdown for the whole read timeout.
+type connTracker struct {
+	mu    sync.Mutex
+	conns map[net.Conn]int // handlers in progress
+}
+
+func (t *connTracker) state(c net.Conn, st fasthttp.ConnState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch st {
+	case fasthttp.StateNew:
+		if t.conns == nil {
+			t.conns = map[net.Conn]int{}
+		}
+		t.conns[c] = 0
+	case fasthttp.StateClosed, fasthttp.StateHijacked:
+		delete(t.conns, c)
+	}
+}
+
+// middleware marks a connection busy while a handler runs on it.
+func (t *connTracker) middleware(c *fiber.Ctx) error {
+	conn := c.Context().Conn()
+	t.mu.Lock()
+	if _, ok := t.conns[conn]; ok {
+		t.conns[conn]++
+	}
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		if n, ok := t.conns[conn]; ok {
+			t.conns[conn] = n - 1
+		}
+		t.mu.Unlock()
+	}()
+	return c.Next()
+}
+
+// closeWaiting closes connections with no request in progress.
+func (t *connTracker) closeWaiting() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c, busy := range t.conns {
+		if busy == 0 {
+			_ = c.Close()
+			delete(t.conns, c)
+		}
+	}
 }
 
 // apiError is an error with the status and {"err": ...} text API.md gives.

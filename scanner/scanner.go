@@ -196,6 +196,13 @@ func (s *Scanner) handle(ctx context.Context, msg jetstream.Msg) {
 // started from: a cancel that came first wins), indexes the hashes and
 // announces the result.
 func (s *Scanner) commit(ctx context.Context, msg jetstream.Msg, rec *result.Record, rev uint64, log zerolog.Logger) {
+	// Index first: a client that sees the final result can look it up by
+	// hash at once.
+	if err := s.indexHashes(ctx, rec); err != nil {
+		log.Error().Err(err).Msg("indexing hashes failed; will retry")
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
 	if _, err := s.results.Put(ctx, rec, rev); err != nil {
 		if errors.Is(err, result.ErrConflict) {
 			log.Info().Msg("result changed during scan (cancelled); keeping the newer one")
@@ -231,6 +238,7 @@ func (s *Scanner) finish(ctx context.Context, msg jetstream.Msg, rec *result.Rec
 		Int("scan_all_result_i", rec.Result.ScanResults.ScanAllResultI).
 		Str("result", rec.Result.ProcessInfo.Result).
 		Int64("total_time_ms", rec.Result.ScanResults.TotalTime).
+		Int64("queue_time_ms", rec.Result.ProcessInfo.QueueTime).
 		Msg("scan done")
 }
 

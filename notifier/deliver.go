@@ -1,0 +1,253 @@
+package notifier
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/rs/zerolog"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/scangate/scangate/pkg/netguard"
+)
+
+// userAgent identifies scangate's deliveries to receivers.
+const userAgent = "scangate-webhooks"
+
+// maxResponseRead is how much of a receiver's answer is read (and thrown
+// away) so its connection can be reused; scangate does not use the body.
+const maxResponseRead = 64 << 10
+
+// jitter spreads retries of many deliveries that failed together (a
+// receiver outage) so they do not all come back at the same instant.
+const jitter = 0.5
+
+// deliver makes t's attempt for dataID if one is due, and records it. It
+// reports whether t is settled (no more attempts will be made) or else how
+// long until its next attempt is due. An error means the state could not be
+// read or written: no attempt was lost, the caller should look again later.
+func (n *Notifier) deliver(ctx context.Context, dataID string, t target) (retryIn time.Duration, done bool, err error) {
+	key := t.key(dataID)
+	st, rev, err := loadState(ctx, n.b.Webhooks, key)
+	if errors.Is(err, ErrNoState) {
+		st, rev, err = newState(dataID, t), 0, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	if st.Final() {
+		n.logFor(st).Debug().Msg("webhook already settled; duplicate scan-done acknowledged")
+		return 0, true, nil
+	}
+	now := time.Now()
+	if wait := st.dueIn(now); wait > 0 {
+		return wait, false, nil // came back early; keep the schedule
+	}
+	if st.Attempts >= n.cfg.MaxAttempts {
+		// The last attempt began but its outcome was never written: the
+		// notifier running it stopped. It counts; the budget is spent.
+		st.finish(StateFailed, fmt.Sprintf("attempt %d was interrupted before its outcome was recorded; no attempts left", st.Attempts))
+		return n.settle(ctx, key, st, rev)
+	}
+	body, header, err := n.payload(ctx, t, dataID)
+	if errors.Is(err, errPermanent) {
+		st.finish(StateFailed, err.Error())
+		return n.settle(ctx, key, st, rev)
+	}
+	if err != nil {
+		return 0, false, err
+	}
+
+	st.begin(now)
+	if rev, err = saveState(ctx, n.b.Webhooks, key, st, rev); err != nil {
+		return 0, false, err
+	}
+	out := n.attempt(ctx, t, st.WebhookID, body, header)
+	retryIn = n.record(st, out, time.Now())
+	if _, err := saveState(ctx, n.b.Webhooks, key, st, rev); err != nil {
+		return 0, false, err
+	}
+	n.logOutcome(st, retryIn)
+	return retryIn, st.Final(), nil
+}
+
+// newState is the state of a delivery nobody has attempted yet.
+func newState(dataID string, t target) *State {
+	return &State{
+		DataID:    dataID,
+		URL:       t.url,
+		State:     StatePending,
+		Kind:      string(t.kind),
+		WebhookID: t.webhookID(dataID),
+	}
+}
+
+// settle writes a final state reached without an attempt.
+func (n *Notifier) settle(ctx context.Context, key string, st *State, rev uint64) (time.Duration, bool, error) {
+	if _, err := saveState(ctx, n.b.Webhooks, key, st, rev); err != nil {
+		return 0, false, err
+	}
+	n.logOutcome(st, 0)
+	return 0, true, nil
+}
+
+// outcome is what one attempt got: a status, or an error and no response.
+type outcome struct {
+	status int
+	err    error
+}
+
+// attempt POSTs body to t once, with the Standard Webhooks headers.
+func (n *Notifier) attempt(ctx context.Context, t target, webhookID string, body []byte, header http.Header) outcome {
+	u, err := netguard.CheckURL(t.url)
+	if err != nil {
+		return outcome{err: err}
+	}
+	// Refuse a literal private address without dialling; names are checked
+	// on the address actually dialled by the client.
+	if !n.cfg.AllowPrivateTargets && netguard.LiteralForbidden(u) {
+		return outcome{err: fmt.Errorf("%w: %s", netguard.ErrForbidden, u.Hostname())}
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return outcome{err: err}
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if err := n.sign(req.Header, webhookID, body, time.Now()); err != nil {
+		return outcome{err: err}
+	}
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return outcome{err: err}
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseRead))
+	return outcome{status: resp.StatusCode}
+}
+
+// sign sets the Standard Webhooks headers: the id (constant across
+// attempts), this attempt's timestamp and, with a secret, the signature
+// over "id.timestamp.body".
+func (n *Notifier) sign(h http.Header, webhookID string, body []byte, now time.Time) error {
+	h.Set("User-Agent", userAgent)
+	h.Set(standardwebhooks.HeaderWebhookID, webhookID)
+	h.Set(standardwebhooks.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
+	if n.signer == nil {
+		return nil
+	}
+	sig, err := n.signer.Sign(webhookID, now, body)
+	if err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	h.Set(standardwebhooks.HeaderWebhookSignature, sig)
+	return nil
+}
+
+// record applies an attempt's outcome to st and returns how long until the
+// next attempt (0 when st is now final).
+func (n *Notifier) record(st *State, out outcome, now time.Time) time.Duration {
+	st.StatusCode = out.status
+	switch {
+	case out.err == nil && out.status >= 200 && out.status <= 299:
+		st.finish(StateDelivered, "")
+		return 0
+	case out.err == nil && out.status == http.StatusGone:
+		st.finish(StateGone, "receiver answered 410 Gone; no more attempts")
+		return 0
+	case refused(out.err):
+		// The same URL will be refused next time too.
+		st.finish(StateFailed, n.refusal(out.err))
+		return 0
+	}
+	why := fmt.Sprintf("receiver answered %d", out.status)
+	if out.err != nil {
+		why = out.err.Error()
+	}
+	if st.Attempts >= n.cfg.MaxAttempts {
+		st.finish(StateFailed, fmt.Sprintf("%s; gave up after %d attempts", why, st.Attempts))
+		return 0
+	}
+	delay := n.retryDelay(st.Attempts)
+	st.retryAt(now.Add(delay), why)
+	return delay
+}
+
+func refused(err error) bool {
+	return errors.Is(err, netguard.ErrForbidden) || errors.Is(err, netguard.ErrInvalidURL)
+}
+
+// refusal explains a refused target in the state an integrator will read.
+func (n *Notifier) refusal(err error) string {
+	msg := "target refused, not retried: " + err.Error()
+	if errors.Is(err, netguard.ErrForbidden) && !n.cfg.AllowPrivateTargets {
+		msg += " (loopback, private and link-local targets are allowed only with webhooks.allow_private_targets)"
+	}
+	return msg
+}
+
+// retryDelay is the wait after the given number of failed attempts:
+// InitialInterval doubling per attempt, capped at MaxInterval, with jitter.
+// It is computed afresh from the count in KV, so any notifier arrives at
+// the same schedule.
+func (n *Notifier) retryDelay(attempts int) time.Duration {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     n.cfg.Retry.InitialInterval,
+		RandomizationFactor: jitter,
+		Multiplier:          2,
+		MaxInterval:         n.cfg.Retry.MaxInterval,
+	}
+	b.Reset()
+	var d time.Duration
+	for range max(attempts, 1) {
+		d = b.NextBackOff()
+	}
+	// The library caps the interval before jitter; cap after it too.
+	return min(d, n.cfg.Retry.MaxInterval)
+}
+
+// logFor carries what every line about a delivery must say.
+func (n *Notifier) logFor(st *State) *zerolog.Logger {
+	l := n.log.With().
+		Str("data_id", st.DataID).
+		Str("host", hostOf(st.URL)).
+		Str("kind", st.Kind).
+		Int("attempt", st.Attempts).
+		Int("status", st.StatusCode).
+		Str("state", st.State).
+		Logger()
+	return &l
+}
+
+func (n *Notifier) logOutcome(st *State, retryIn time.Duration) {
+	log := n.logFor(st)
+	switch st.State {
+	case StateDelivered:
+		log.Info().Msg("webhook delivered")
+	case StateGone:
+		log.Info().Msg("webhook receiver gone (410); stopped")
+	case StateFailed:
+		log.Error().Str("error", st.LastError).Msg("webhook delivery failed")
+	default:
+		log.Warn().Str("error", st.LastError).Dur("retry_in", retryIn).Str("next_attempt", st.NextAttempt).
+			Msg("webhook attempt failed; will retry")
+	}
+}
+
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Host
+}

@@ -1,0 +1,144 @@
+// Package netguard keeps scangate from being used to reach places its
+// operators did not mean to expose: loopback, private networks, link-local
+// and metadata services (SSRF). Ingest uses it to refuse bad webhook URLs
+// early; the notifier dials through it, so the address actually connected to
+// is checked, whatever a name resolves to and wherever a redirect points.
+package netguard
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"code.dny.dev/ssrf"
+)
+
+// MaxURLLength bounds a target URL; longer ones are refused.
+const MaxURLLength = 2048
+
+// MaxRedirects is how many redirects a guarded client follows.
+const MaxRedirects = 5
+
+// ErrInvalidURL: the URL is not an absolute http(s) URL scangate will call.
+var ErrInvalidURL = errors.New("invalid target URL")
+
+// ErrForbidden: the target is (or resolved to, or redirected to) an address
+// in a range that is not allowed.
+var ErrForbidden = errors.New("forbidden target address")
+
+// guardian holds the library's denied sets (IANA special-purpose IPv4
+// ranges, everything outside IPv6 global unicast, ...). Any port and any
+// network: webhook receivers listen wherever they like, and the network is
+// always TCP here anyway.
+var guardian = ssrf.New(ssrf.WithAnyPort(), ssrf.WithAnyNetwork())
+
+// CheckURL parses raw and checks that it is something scangate may call: an
+// absolute http or https URL with a host, no userinfo, at most MaxURLLength
+// bytes. Errors wrap ErrInvalidURL.
+func CheckURL(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, fmt.Errorf("%w: empty", ErrInvalidURL)
+	}
+	if len(raw) > MaxURLLength {
+		return nil, fmt.Errorf("%w: longer than %d bytes", ErrInvalidURL, MaxURLLength)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidURL, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("%w: scheme %q is not http or https", ErrInvalidURL, u.Scheme)
+	}
+	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
+		return nil, fmt.Errorf("%w: no host", ErrInvalidURL)
+	}
+	// Credentials in a URL end up in logs and in the delivery state we serve.
+	if u.User != nil {
+		return nil, fmt.Errorf("%w: must not contain user info", ErrInvalidURL)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("%w: port %q out of range", ErrInvalidURL, p)
+		}
+	}
+	return u, nil
+}
+
+// LiteralForbidden reports whether u's host is, without any DNS lookup, a
+// forbidden destination: "localhost" (and names under it, RFC 6761) or a
+// literal IP in a denied range. Names are not resolved here — the answer
+// could change before the dial — the client from NewClient checks those.
+func LiteralForbidden(u *url.URL) bool {
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false // a name
+	}
+	return guardian.SafeAddr(ip.Unmap()) != nil
+}
+
+// NewClient returns an HTTP client for calling user-supplied URLs. Unless
+// allowPrivate, every connection it opens — to the first target and to each
+// redirect — is checked against the denied ranges at dial time, on the
+// resolved address, so DNS tricks (a name resolving to 127.0.0.1, rebinding)
+// do not get through. timeout bounds a whole request, redirects included.
+func NewClient(allowPrivate bool, timeout time.Duration) *http.Client {
+	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	if !allowPrivate {
+		dialer.Control = control
+	}
+	transport := &http.Transport{
+		// No proxy from the environment: the guard would then check the
+		// proxy's address, and the proxy would happily reach private targets.
+		Proxy:                 nil,
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   8,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	return &http.Client{
+		Transport:     transport,
+		Timeout:       timeout,
+		CheckRedirect: checkRedirect(allowPrivate),
+	}
+}
+
+// control is the dialer hook: it sees the IP and port about to be connected.
+func control(network, address string, c syscall.RawConn) error {
+	if err := guardian.Safe(network, address, c); err != nil {
+		return fmt.Errorf("%w: %w", ErrForbidden, err)
+	}
+	return nil
+}
+
+// checkRedirect follows at most MaxRedirects redirects, each to a URL that
+// passes CheckURL. A literal forbidden address is refused here already for a
+// clearer error; the dial guard would refuse it (and any name) anyway.
+func checkRedirect(allowPrivate bool) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) > MaxRedirects {
+			return fmt.Errorf("stopped after %d redirects", MaxRedirects)
+		}
+		u, err := CheckURL(req.URL.String())
+		if err != nil {
+			return fmt.Errorf("%w: redirect: %w", ErrForbidden, err)
+		}
+		if !allowPrivate && LiteralForbidden(u) {
+			return fmt.Errorf("%w: redirect to %s", ErrForbidden, u.Host)
+		}
+		return nil
+	}
+}

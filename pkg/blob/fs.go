@@ -41,10 +41,7 @@ func (s *FS) WriteAt(ctx context.Context, key string, off int64, r io.Reader, n 
 		return fmt.Errorf("blob fs: negative range %d+%d", off, n)
 	}
 	p := s.path(key)
-	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
-		return fmt.Errorf("blob fs: %w", err)
-	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o640)
+	f, created, err := s.open(p)
 	if err != nil {
 		return fmt.Errorf("blob fs: %w", err)
 	}
@@ -62,7 +59,48 @@ func (s *FS) WriteAt(ctx context.Context, key string, off int64, r io.Reader, n 
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("blob fs: sync %s: %w", key, err)
 	}
+	// A new file's name lives in its directory: sync that too, or the
+	// fsynced bytes could be unreachable after a power loss.
+	if created {
+		if err := syncDir(filepath.Dir(p)); err != nil {
+			return fmt.Errorf("blob fs: sync dir of %s: %w", key, err)
+		}
+	}
 	return nil
+}
+
+// open opens the blob file for writing, creating it (and its shard
+// directory, durably) when needed; created reports a new file.
+func (s *FS) open(p string) (f *os.File, created bool, err error) {
+	f, err = os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	if err == nil {
+		return f, true, nil
+	}
+	if errors.Is(err, fs.ErrExist) {
+		f, err = os.OpenFile(p, os.O_WRONLY, 0o640)
+		return f, false, err
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, false, err
+	}
+	dir := filepath.Dir(p)
+	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, false, err
+	}
+	if err := syncDir(s.root); err != nil {
+		return nil, false, err
+	}
+	f, err = os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o640)
+	return f, err == nil, err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func (s *FS) Open(_ context.Context, key string) (Object, error) {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"reflect"
@@ -127,7 +128,7 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 		return nil
 	}
 	v, err := humanize.ParseBytes(n.Value)
-	if err != nil {
+	if err != nil || v > math.MaxInt64 {
 		return fmt.Errorf("line %d: invalid size %q (want bytes or e.g. 512MiB)", n.Line, n.Value)
 	}
 	*b = ByteSize(v)
@@ -147,12 +148,17 @@ func Load(path string) (*Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
-		// The workflow list replaces the default one as a whole; merging list
-		// items by position would surprise anyone who reorders them.
-		if hasKey(raw, "workflows") {
-			c.Workflows = nil
-		}
+		// The workflow list replaces the default one as a whole (merging
+		// items by position would surprise anyone who reorders them), but
+		// each workflow starts from the built-in one's settings, so a
+		// workflow that gives only a name still has multipart on with the
+		// documented time to live.
+		template := c.Workflows[0]
+		template.Name, template.Default, template.UserAgents = "", false, nil
 		if err := decodeStrict(raw, &c); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		if err := applyWorkflowTemplate(raw, template, &c); err != nil {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
@@ -162,13 +168,39 @@ func Load(path string) (*Config, error) {
 	return &c, nil
 }
 
-// Default returns the built-in configuration, validated.
-func Default() *Config {
-	c, err := Load("")
-	if err != nil {
-		panic(err) // the embedded defaults are tested; this cannot happen in a release
+// applyWorkflowTemplate decodes each workflow of the user's file again,
+// this time over a copy of template. (Unknown keys were already refused by
+// the strict decode.)
+func applyWorkflowTemplate(raw []byte, template Workflow, c *Config) error {
+	var doc struct {
+		Workflows []yaml.Node `yaml:"workflows"`
 	}
-	return c
+	if err := yaml.Unmarshal(raw, &doc); err != nil || doc.Workflows == nil {
+		return err
+	}
+	c.Workflows = make([]Workflow, len(doc.Workflows))
+	for i := range doc.Workflows {
+		w := template
+		w.Engines = append([]string(nil), template.Engines...)
+		if err := doc.Workflows[i].Decode(&w); err != nil {
+			return err
+		}
+		c.Workflows[i] = w
+	}
+	return nil
+}
+
+// Default returns the built-in configuration alone — no file, no
+// environment — validated.
+func Default() *Config {
+	var c Config
+	if err := decodeStrict(configs.Default, &c); err != nil {
+		panic(err) // configs/scangate.yaml is tested; this cannot happen in a release
+	}
+	if err := c.Validate(); err != nil {
+		panic(err)
+	}
+	return &c
 }
 
 func decodeStrict(raw []byte, out any) error {
@@ -179,15 +211,6 @@ func decodeStrict(raw []byte, out any) error {
 		return err
 	}
 	return nil
-}
-
-func hasKey(raw []byte, key string) bool {
-	var top map[string]yaml.Node
-	if yaml.Unmarshal(raw, &top) != nil {
-		return false
-	}
-	_, ok := top[key]
-	return ok
 }
 
 // applyEnv walks the struct and, for every scalar field, looks up
@@ -298,6 +321,8 @@ func (c *Config) Validate() error {
 		switch {
 		case strings.TrimSpace(w.Name) == "":
 			bad("workflows[%d].name: must not be empty", i)
+		case strings.TrimSpace(w.Name) != w.Name:
+			bad("workflows[%d].name: %q has leading or trailing spaces", i, w.Name)
 		case strings.Contains(w.Name, ","):
 			bad("workflows[%d].name: %q must not contain a comma (the rule header lists names with commas)", i, w.Name)
 		case names[w.Name]:

@@ -303,9 +303,19 @@ var rank = func() map[int]int {
 // SeverityOrder returns verdict codes from most to least severe.
 func SeverityOrder() []int { return severity }
 
-// Worse returns the more severe of two verdict codes.
+// severityOf ranks a code; a code scangate does not know ranks like
+// Failed, so it is never hidden behind a clean verdict.
+func severityOf(code int) int {
+	if r, ok := rank[code]; ok {
+		return r
+	}
+	return rank[Failed]
+}
+
+// Worse returns the more severe of two verdict codes (the lower code on a tie).
 func Worse(a, b int) int {
-	if rank[b] > rank[a] {
+	ra, rb := severityOf(a), severityOf(b)
+	if rb > ra || rb == ra && b < a {
 		return b
 	}
 	return a

@@ -87,7 +87,7 @@ func BenchmarkLargeFile(b *testing.B) {
 		diskSecs := time.Since(t0).Seconds()
 		os.Remove(filepath.Join(dir, "baseline"))
 
-		p := startServeProcess(b, filepath.Join(dir, "data"), "SCANGATE_LOG_LEVEL=warn")
+		p := startServeProcess(b, filepath.Join(dir, "data"))
 		var peak atomic.Int64
 		stopSampling := sampleRSS(p.cmd.Process.Pid, &peak)
 		baseRSS := rssKiB(p.cmd.Process.Pid, "VmRSS")

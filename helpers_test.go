@@ -40,7 +40,7 @@ func testConfig(t testing.TB) *config.Config {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.Listen = "127.0.0.1:0"
-	cfg.Log.Level = "info"
+	cfg.Log.Level = "warn"
 	cfg.Limits.DiskReserve = 1 << 20
 	cfg.Webhooks.AllowPrivateTargets = true // test receivers live on loopback
 	cfg.Webhooks.Retry.InitialInterval = 50 * time.Millisecond

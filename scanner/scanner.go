@@ -148,15 +148,12 @@ func (s *Scanner) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 
+	// No write at scan start: the queued record already says 255 In
+	// Progress, and every write costs an fsync. The final write names the
+	// revision read here, so a cancel that lands meanwhile still wins;
+	// heartbeats report progress on long scans.
 	rec.Result.ScanResults.StartTime = result.FormatTime(start)
 	rec.Result.ProcessInfo.QueueTime = max(0, start.Sub(fc.UploadedAt).Milliseconds())
-	if rev, err = s.results.Put(ctx, rec, rev); err != nil {
-		// Most likely a cancel landed between our read and write; the next
-		// delivery sees the final record.
-		log.Info().Err(err).Msg("result moved on before scan start; retrying")
-		_ = msg.NakWithDelay(100 * time.Millisecond)
-		return
-	}
 
 	scanCtx, stop := context.WithCancelCause(ctx)
 	scanCtx, stopTimeout := context.WithTimeoutCause(scanCtx, s.opts.Timeout, context.DeadlineExceeded)

@@ -30,52 +30,61 @@ const maxResponseRead = 64 << 10
 const jitter = 0.5
 
 // deliver makes t's attempt for dataID if one is due, and records it. It
-// reports whether t is settled (no more attempts will be made) or else how
-// long until its next attempt is due. An error means the state could not be
-// read or written: no attempt was lost, the caller should look again later.
-func (n *Notifier) deliver(ctx context.Context, dataID string, t target) (retryIn time.Duration, done bool, err error) {
+// returns t's state (final: no more attempts will be made) and, when not
+// final, how long until its next attempt is due. An error means the state
+// could not be read or written: no attempt was lost, the caller should look
+// again later; the state returned then is the last one known, if any.
+func (n *Notifier) deliver(ctx context.Context, dataID string, t target) (*State, time.Duration, error) {
 	key := t.key(dataID)
 	st, rev, err := loadState(ctx, n.b.Webhooks, key)
 	if errors.Is(err, ErrNoState) {
 		st, rev, err = newState(dataID, t), 0, nil
 	}
 	if err != nil {
-		return 0, false, err
+		return nil, 0, err
 	}
 	if st.Final() {
 		n.logFor(st).Debug().Msg("webhook already settled; duplicate scan-done acknowledged")
-		return 0, true, nil
+		return st, 0, nil
 	}
 	now := time.Now()
 	if wait := st.dueIn(now); wait > 0 {
-		return wait, false, nil // came back early; keep the schedule
+		return st, wait, nil // came back early; keep the schedule
 	}
 	if st.Attempts >= n.cfg.MaxAttempts {
-		// The last attempt began but its outcome was never written: the
-		// notifier running it stopped. It counts; the budget is spent.
-		st.finish(StateFailed, fmt.Sprintf("attempt %d was interrupted before its outcome was recorded; no attempts left", st.Attempts))
-		return n.settle(ctx, key, st, rev)
+		why := fmt.Sprintf("retry budget spent: %d attempts (webhooks.max_attempts is %d)", st.Attempts, n.cfg.MaxAttempts)
+		if st.NextAttempt == "" {
+			// The last attempt began but its outcome was never written: the
+			// notifier running it stopped. It counts all the same.
+			why = fmt.Sprintf("attempt %d was interrupted before its outcome was recorded; no attempts left", st.Attempts)
+		}
+		st.finish(StateFailed, why)
+		return n.save(ctx, key, st, rev, 0)
 	}
 	body, header, err := n.payload(ctx, t, dataID)
 	if errors.Is(err, errPermanent) {
 		st.finish(StateFailed, err.Error())
-		return n.settle(ctx, key, st, rev)
+		return n.save(ctx, key, st, rev, 0)
 	}
 	if err != nil {
-		return 0, false, err
+		return st, 0, err
 	}
 
 	st.begin(now)
 	if rev, err = saveState(ctx, n.b.Webhooks, key, st, rev); err != nil {
-		return 0, false, err
+		return st, 0, err
 	}
 	out := n.attempt(ctx, t, st.WebhookID, body, header)
-	retryIn = n.record(st, out, time.Now())
+	return n.save(ctx, key, st, rev, n.record(st, out, time.Now()))
+}
+
+// save writes the state an attempt (or the lack of one) left and logs it.
+func (n *Notifier) save(ctx context.Context, key string, st *State, rev uint64, retryIn time.Duration) (*State, time.Duration, error) {
 	if _, err := saveState(ctx, n.b.Webhooks, key, st, rev); err != nil {
-		return 0, false, err
+		return st, 0, err
 	}
 	n.logOutcome(st, retryIn)
-	return retryIn, st.Final(), nil
+	return st, retryIn, nil
 }
 
 // newState is the state of a delivery nobody has attempted yet.
@@ -89,22 +98,14 @@ func newState(dataID string, t target) *State {
 	}
 }
 
-// settle writes a final state reached without an attempt.
-func (n *Notifier) settle(ctx context.Context, key string, st *State, rev uint64) (time.Duration, bool, error) {
-	if _, err := saveState(ctx, n.b.Webhooks, key, st, rev); err != nil {
-		return 0, false, err
-	}
-	n.logOutcome(st, 0)
-	return 0, true, nil
-}
-
 // outcome is what one attempt got: a status, or an error and no response.
 type outcome struct {
 	status int
 	err    error
 }
 
-// attempt POSTs body to t once, with the Standard Webhooks headers.
+// attempt POSTs body to t once, with the Standard Webhooks headers. The
+// client's timeout bounds it, redirects included.
 func (n *Notifier) attempt(ctx context.Context, t target, webhookID string, body []byte, header http.Header) outcome {
 	u, err := netguard.CheckURL(t.url)
 	if err != nil {
@@ -115,8 +116,6 @@ func (n *Notifier) attempt(ctx context.Context, t target, webhookID string, body
 	if !n.cfg.AllowPrivateTargets && netguard.LiteralForbidden(u) {
 		return outcome{err: fmt.Errorf("%w: %s", netguard.ErrForbidden, u.Hostname())}
 	}
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return outcome{err: err}
@@ -170,10 +169,7 @@ func (n *Notifier) record(st *State, out outcome, now time.Time) time.Duration {
 		st.finish(StateFailed, n.refusal(out.err))
 		return 0
 	}
-	why := fmt.Sprintf("receiver answered %d", out.status)
-	if out.err != nil {
-		why = out.err.Error()
-	}
+	why := n.describe(out)
 	if st.Attempts >= n.cfg.MaxAttempts {
 		st.finish(StateFailed, fmt.Sprintf("%s; gave up after %d attempts", why, st.Attempts))
 		return 0
@@ -181,6 +177,17 @@ func (n *Notifier) record(st *State, out outcome, now time.Time) time.Duration {
 	delay := n.retryDelay(st.Attempts)
 	st.retryAt(now.Add(delay), why)
 	return delay
+}
+
+// describe says what went wrong with a retryable attempt.
+func (n *Notifier) describe(out outcome) string {
+	switch {
+	case out.err == nil:
+		return fmt.Sprintf("receiver answered %d", out.status)
+	case errors.Is(out.err, context.DeadlineExceeded):
+		return fmt.Sprintf("no answer within %s (webhooks.timeout): %v", n.cfg.Timeout, out.err)
+	}
+	return out.err.Error()
 }
 
 func refused(err error) bool {

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
@@ -93,6 +94,9 @@ func (n *Notifier) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return fmt.Errorf("notifier: %w", err) // closed for good; nothing to wait for
+		}
 		n.log.Warn().Err(err).Msg("scan-done consumer stopped; subscribing again")
 		select {
 		case <-ctx.Done():
@@ -160,17 +164,19 @@ func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	pending, wait := false, time.Duration(0)
 	for _, t := range targetsOf(&ev) {
-		retryIn, done, err := n.deliver(ctx, ev.DataID, t)
+		st, retryIn, err := n.deliver(ctx, ev.DataID, t)
 		if err != nil {
 			// KV trouble, not the receiver's: no attempt was lost or
 			// counted twice; look again after a backoff.
+			if st == nil {
+				st = newState(ev.DataID, t)
+			}
 			delay := n.retryDelay(numDelivered(msg))
-			n.log.Error().Err(err).Str("data_id", ev.DataID).Str("host", hostOf(t.url)).
-				Dur("retry_in", delay).Msg("webhook bookkeeping failed")
+			n.logFor(st).Error().Err(err).Dur("retry_in", delay).Msg("webhook bookkeeping failed")
 			_ = msg.NakWithDelay(delay)
 			return
 		}
-		if !done && (!pending || retryIn < wait) {
+		if !st.Final() && (!pending || retryIn < wait) {
 			pending, wait = true, retryIn
 		}
 	}

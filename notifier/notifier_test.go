@@ -334,12 +334,19 @@ func TestHangingReceiverDoesNotBlockOthers(t *testing.T) {
 	cfg.Timeout = 4 * time.Second
 
 	var hanging atomic.Int32
+	release := make(chan struct{})
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hanging.Add(1)
 		defer hanging.Add(-1)
-		<-r.Context().Done() // until the notifier gives up on it
+		// Read the body so the server notices when the notifier hangs up.
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done(): // the notifier gave up on it
+		case <-release:
+		}
 	}))
 	defer slow.Close()
+	defer close(release)
 	var fastSawHanging atomic.Bool
 	fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fastSawHanging.Store(hanging.Load() > 0)
@@ -357,7 +364,7 @@ func TestHangingReceiverDoesNotBlockOthers(t *testing.T) {
 		t.Error("the healthy receiver was served only after the hanging attempt ended")
 	}
 	st := waitState(t, b, slowID, StateFailed)
-	if st.Attempts != 1 || st.StatusCode != 0 || !strings.Contains(st.LastError, "Timeout") {
+	if st.Attempts != 1 || st.StatusCode != 0 || !strings.Contains(st.LastError, "no answer within") {
 		t.Errorf("hanging receiver state: %+v", st)
 	}
 }
@@ -501,5 +508,34 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		if _, err := New(b, cfg, zerolog.Nop()); err == nil {
 			t.Errorf("%s: New accepted a bad config", name)
 		}
+	}
+}
+
+// Attempts are counted from KV: a last attempt whose notifier died before
+// recording its outcome still used up the budget, whatever JetStream's
+// delivery count says.
+func TestInterruptedLastAttemptCounts(t *testing.T) {
+	b := newBus(t)
+	cfg := testConfig(t)
+	cfg.MaxAttempts = 2
+	rcv := newReceiver(t, always(http.StatusOK))
+	ctx := context.Background()
+
+	id := ids.New()
+	st := newState(id, target{kind: kindCallback, url: rcv.URL})
+	st.begin(time.Now())
+	st.begin(time.Now()) // attempt 2 of 2 started, outcome never written
+	if _, err := saveState(ctx, b.Webhooks, callbackKey(id), st, 0); err != nil {
+		t.Fatal(err)
+	}
+	startNotifier(t, b, cfg)
+	announce(t, b, &events.ScanDone{DataID: id, CallbackURL: rcv.URL}, id)
+
+	got := waitState(t, b, id, StateFailed)
+	if got.Attempts != 2 || !strings.Contains(got.LastError, "interrupted") {
+		t.Errorf("state: %+v", got)
+	}
+	if n := rcv.count(); n != 0 {
+		t.Errorf("receiver got %d requests, want none", n)
 	}
 }

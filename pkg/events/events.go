@@ -19,7 +19,7 @@ const (
 const (
 	BucketResults  = "results"  // data_id → result.Record
 	BucketHashes   = "hashes"   // <algo>.<hex> → data_id
-	BucketWebhooks = "webhooks" // <data_id>.<kind> → webhook delivery state
+	BucketWebhooks = "webhooks" // <data_id> (callbackurl), <data_id>.sanitized → webhook delivery state
 )
 
 // Durable consumers.

@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-var allRoles = []role{roleIngest, roleScanner, roleNotifier}
+var allRoles = []role{roleIngest, roleAssembler, roleScanner, roleNotifier}
 
 // testConfig is the default config with a private data dir, a free port,
 // and webhook retries short enough for tests.

@@ -61,7 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	case "serve":
-		roles = []role{roleIngest, roleScanner, roleNotifier}
+		roles = []role{roleIngest, roleAssembler, roleScanner, roleNotifier}
 	case "ingest":
 		roles = []role{roleIngest}
 	case "scanner":
@@ -69,9 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "notifier":
 		roles = []role{roleNotifier}
 	case "assembler":
-		fmt.Fprintln(stderr, "scangate assembler: multipart upload sessions are not part of this build yet; "+
-			"POST /file uploads need no assembler")
-		return 2
+		roles = []role{roleAssembler}
 	default:
 		fmt.Fprintf(stderr, "scangate: unknown command %q\n\n%s", cmd, usage)
 		return 2

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/scangate/scangate/assembler"
 	"github.com/scangate/scangate/ingest"
 	"github.com/scangate/scangate/notifier"
 	"github.com/scangate/scangate/pkg/blob"
@@ -28,9 +29,10 @@ import (
 type role string
 
 const (
-	roleIngest   role = "ingest"
-	roleScanner  role = "scanner"
-	roleNotifier role = "notifier"
+	roleIngest    role = "ingest"
+	roleScanner   role = "scanner"
+	roleNotifier  role = "notifier"
+	roleAssembler role = "assembler"
 )
 
 // node is one scangate process: its NATS connection (and embedded server,
@@ -63,7 +65,7 @@ func start(ctx context.Context, cfg *config.Config, roles []role, logOut io.Writ
 	if err := n.connect(ctx); err != nil {
 		return nil, err
 	}
-	blobs, err := blob.NewFS(filepath.Join(cfg.DataDir, "blobs"))
+	blobs, err := n.blobStore(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -81,6 +83,12 @@ func start(ctx context.Context, cfg *config.Config, roles []role, logOut io.Writ
 			sc := scanner.New(n.bus, blobs, scanner.Options{Workers: cfg.Scanner.Workers, Timeout: cfg.Scanner.Timeout,
 				Workflows: wfs, Engines: engs}, n.log)
 			n.goRun("scanner", func() error { return sc.Run(runCtx) })
+		case roleAssembler:
+			as, err := assembler.New(n.bus, blobs, filepath.Join(cfg.DataDir, "assembler.db"), n.log)
+			if err != nil {
+				return nil, err
+			}
+			n.goRun("assembler", func() error { return as.Run(runCtx) })
 		case roleNotifier:
 			nt, err := notifier.New(n.bus, cfg.Webhooks, n.log)
 			if err != nil {
@@ -127,8 +135,18 @@ func (n *node) connect(ctx context.Context) error {
 	}
 	openCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	n.bus, err = bus.Open(openCtx, n.nc, bus.Options{Replicas: cfg.NATS.Replicas, MaxQueued: cfg.Limits.MaxQueued})
+	n.bus, err = bus.Open(openCtx, n.nc, bus.Options{Replicas: cfg.NATS.Replicas, MaxQueued: cfg.Limits.MaxQueued,
+		Partitions: cfg.Assembler.Partitions})
 	return err
+}
+
+// blobStore opens the configured blob store: local sparse files, or a
+// JetStream object store every host reaches.
+func (n *node) blobStore(ctx context.Context) (blob.Store, error) {
+	if n.cfg.Blob.Store == "jetstream" {
+		return blob.NewJetStream(ctx, n.bus.JS, blob.JetStreamOptions{Replicas: n.cfg.NATS.Replicas})
+	}
+	return blob.NewFS(filepath.Join(n.cfg.DataDir, "blobs"))
 }
 
 func (n *node) goRun(name string, fn func() error) {

@@ -18,6 +18,7 @@ import (
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/result"
+	"github.com/scangate/scangate/pkg/session"
 	"github.com/scangate/scangate/pkg/workflow"
 )
 
@@ -35,15 +36,17 @@ type Options struct {
 
 // Server is one ingest node.
 type Server struct {
-	app     *fiber.App
-	b       *bus.Bus
-	blobs   blob.Store
-	results result.Store
-	opts    Options
-	log     zerolog.Logger
-	ctx     context.Context // ends at shutdown; uploads in progress stop
-	stop    context.CancelFunc
-	conns   connTracker
+	app      *fiber.App
+	b        *bus.Bus
+	blobs    blob.Store
+	results  result.Store
+	opts     Options
+	log      zerolog.Logger
+	ctx      context.Context // ends at shutdown; uploads in progress stop
+	stop     context.CancelFunc
+	conns    connTracker
+	sessions session.Store
+	parts    inflight // parts being received, for abort cut-off
 }
 
 // New builds the API. Serve starts answering.
@@ -51,8 +54,8 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Server
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 60 * time.Second
 	}
-	s := &Server{b: b, blobs: blobs, results: result.Store{KV: b.Results}, opts: opts,
-		log: log.With().Str("role", "ingest").Logger()}
+	s := &Server{b: b, blobs: blobs, results: result.Store{KV: b.Results}, sessions: session.Store{KV: b.Sessions},
+		opts: opts, log: log.With().Str("role", "ingest").Logger()}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.app = fiber.New(fiber.Config{
 		AppName:                      "scangate",
@@ -71,11 +74,19 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Server
 	s.routes(s.app)
 	s.routes(s.app.Group("/v4")) // MetaDefender Cloud style base URL
 	s.app.Use(func(c *fiber.Ctx) error { return fiber.NewError(fiber.StatusNotFound, "Not found") })
+	if err := s.listenAborts(); err != nil {
+		// Parts in flight then run to their end and are refused after.
+		s.log.Error().Err(err).Msg("subscribing to upload aborts failed")
+	}
 	return s
 }
 
 func (s *Server) routes(r fiber.Router) {
 	r.Post("/file", s.postFile)
+	r.Post("/file/multipart", s.postMultipart)
+	r.Post("/file/multipart/:id", s.postPart)
+	r.Get("/file/multipart/:id", s.getMultipart)
+	r.Delete("/file/multipart/:id", s.deleteMultipart)
 	r.Get("/file/rules", s.getRules)
 	r.Get("/file/webhook/:id", s.getWebhook)
 	r.Get("/file/:id", s.getFile)

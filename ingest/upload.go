@@ -41,8 +41,12 @@ func (s *Server) postFile(c *fiber.Ctx) error {
 	if size == 0 {
 		return apiError(fiber.StatusUnprocessableEntity, "File is empty.")
 	}
-	if err := chunkHeaders(c, size); err != nil {
+	declared, fileID, err := chunkHeaders(c)
+	if err != nil {
 		return err
+	}
+	if fileID != "" || declared > 0 && declared != size {
+		return s.postChunk(c, size, declared, fileID)
 	}
 	meta, err := s.fileMeta(c)
 	if err != nil {
@@ -102,23 +106,17 @@ func bodyLength(c *fiber.Ctx) (int64, error) {
 	return int64(n), nil
 }
 
-// chunkHeaders handles X-File-Size / X-File-ID on POST /file. A declared
-// size equal to the body is a whole file in one request (clients send it on
-// every upload); anything else is the sequential-chunk protocol.
-func chunkHeaders(c *fiber.Ctx, size int64) error {
+// chunkHeaders reads X-File-Size / X-File-ID. A declared size equal to
+// the body is a whole file in one request (clients send it on every
+// upload); anything else is the sequential-chunk protocol.
+func chunkHeaders(c *fiber.Ctx) (declared int64, fileID string, err error) {
 	if v := c.Get("X-File-Size"); v != "" {
-		total, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || total <= 0 {
-			return apiError(fiber.StatusBadRequest, "Invalid X-File-Size header.")
-		}
-		if total != size {
-			return apiError(fiber.StatusNotImplemented, "Chunked upload (X-File-Size smaller than the body) is not enabled on this server.")
+		declared, err = strconv.ParseInt(v, 10, 64)
+		if err != nil || declared <= 0 {
+			return 0, "", apiError(fiber.StatusBadRequest, "Invalid X-File-Size header.")
 		}
 	}
-	if c.Get("X-File-ID") != "" {
-		return apiError(fiber.StatusNotImplemented, "Chunked upload (X-File-ID) is not enabled on this server.")
-	}
-	return nil
+	return declared, c.Get("X-File-ID"), nil
 }
 
 // checkDisk refuses an upload that would leave less than the reserve free.

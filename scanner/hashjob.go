@@ -12,7 +12,18 @@ import (
 // single read.
 type hashingJob struct{ m *hashing.Multi }
 
-func newHashingJob() *hashingJob { return &hashingJob{m: hashing.New()} }
+// newHashingJob starts from state (the hashing of an upload's first bytes,
+// done by the assembler as they arrived), or from nothing.
+func newHashingJob(state []byte) (*hashingJob, error) {
+	if len(state) == 0 {
+		return &hashingJob{m: hashing.New()}, nil
+	}
+	m, err := hashing.Restore(state)
+	if err != nil {
+		return nil, err
+	}
+	return &hashingJob{m: m}, nil
+}
 
 func (h *hashingJob) consume(r io.Reader) error {
 	defer h.m.Close()

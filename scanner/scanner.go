@@ -345,9 +345,22 @@ func (s *Scanner) scan(ctx context.Context, fc *events.FileComplete, rec *result
 	// hash them on the way in) and every streaming engine.
 	var consumers []func(io.Reader) error
 	var hasher *hashingJob
+	hashErr := make(chan error, 1)
 	if !fc.Hashes.Complete() {
-		hasher = newHashingJob()
-		consumers = append(consumers, hasher.consume)
+		if hasher, err = newHashingJob(fc.HashState); err != nil {
+			return fmt.Errorf("hash state: %w", err)
+		}
+		if fc.HashedBytes > 0 {
+			// Only the tail the upload could not hash in order is read
+			// again, beside the engines' pass.
+			go func() { hashErr <- hasher.consume(io.NewSectionReader(obj, fc.HashedBytes, fc.Size-fc.HashedBytes)) }()
+		} else {
+			consumers = append(consumers, func(r io.Reader) error {
+				err := hasher.consume(r)
+				hashErr <- err
+				return err
+			})
+		}
 	}
 	var hashEngines []engines.HashEngine
 	for _, e := range selected {
@@ -364,16 +377,16 @@ func (s *Scanner) scan(ctx context.Context, fc *events.FileComplete, rec *result
 		}
 	}
 	if len(consumers) > 0 {
-		errs := fanOut(ctx, io.NewSectionReader(obj, 0, fc.Size), read, consumers...)
+		fanOut(ctx, io.NewSectionReader(obj, 0, fc.Size), read, consumers...)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if hasher != nil {
-			if errs[0] != nil {
-				return fmt.Errorf("hashing: %w", errs[0])
-			}
-			in.Hashes = hasher.sums()
+	}
+	if hasher != nil {
+		if err := <-hashErr; err != nil {
+			return fmt.Errorf("hashing: %w", err)
 		}
+		in.Hashes = hasher.sums()
 	}
 	read.Store(fc.Size)
 	fi.MD5, fi.SHA1, fi.SHA256, fi.SHA512 = in.Hashes.MD5, in.Hashes.SHA1, in.Hashes.SHA256, in.Hashes.SHA512

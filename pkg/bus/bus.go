@@ -97,8 +97,9 @@ func Dial(url, name string, log zerolog.Logger) (*nats.Conn, error) {
 
 // Options size the topology.
 type Options struct {
-	Replicas  int   // 1 for a single server, 3 on a cluster
-	MaxQueued int64 // files waiting for a scanner before publishes are refused
+	Replicas   int   // 1 for a single server, 3 on a cluster
+	MaxQueued  int64 // files waiting for a scanner before publishes are refused
+	Partitions int   // upload partitions, each owned by one assembler at a time
 }
 
 // Bus is a role's handle on JetStream: the context and the bound buckets.
@@ -108,6 +109,8 @@ type Bus struct {
 	Results  jetstream.KeyValue
 	Hashes   jetstream.KeyValue
 	Webhooks jetstream.KeyValue
+	Sessions jetstream.KeyValue
+	Opts     Options
 }
 
 // Open declares the topology (creating or updating it) and binds the buckets.
@@ -119,15 +122,18 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 	if o.Replicas < 1 {
 		o.Replicas = 1
 	}
-	b := &Bus{NC: nc, JS: js}
+	if o.Partitions < 1 {
+		o.Partitions = DefaultPartitions
+	}
+	b := &Bus{NC: nc, JS: js, Opts: o}
 	for _, sc := range Streams(o) {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return nil, fmt.Errorf("stream %s: %w", sc.Name, err)
 		}
 	}
-	for stream, cc := range Consumers() {
-		if _, err := js.CreateOrUpdateConsumer(ctx, stream, cc); err != nil {
-			return nil, fmt.Errorf("consumer %s/%s: %w", stream, cc.Durable, err)
+	for _, c := range Consumers(o) {
+		if _, err := js.CreateOrUpdateConsumer(ctx, c.Stream, c.Config); err != nil {
+			return nil, fmt.Errorf("consumer %s/%s: %w", c.Stream, c.Config.Durable, err)
 		}
 	}
 	for _, kc := range Buckets(o) {
@@ -142,6 +148,8 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 			b.Hashes = kv
 		case events.BucketWebhooks:
 			b.Webhooks = kv
+		case events.BucketSessions:
+			b.Sessions = kv
 		}
 	}
 	return b, nil
@@ -150,6 +158,23 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 // Streams are scangate's streams.
 func Streams(o Options) []jetstream.StreamConfig {
 	return []jetstream.StreamConfig{
+		{
+			// The log of every upload session, one subject per session. The
+			// assembler's bbolt state is a cache of it; a session's subject
+			// is purged once the session has ended.
+			// Each session's expiry is a message scheduled at open for its
+			// deadline (upload-expiry.<data_id>, delivered to the session's
+			// subject), so it fires on whichever assembler owns the
+			// partition then — no scan of all sessions, nothing lost when an
+			// assembler dies.
+			Name:              events.StreamUploads,
+			Subjects:          []string{events.UploadsSubjects, events.ExpirySubjects},
+			Retention:         jetstream.LimitsPolicy,
+			Storage:           jetstream.FileStorage,
+			Replicas:          o.Replicas,
+			Duplicates:        10 * time.Minute,
+			AllowMsgSchedules: true,
+		},
 		{
 			// Work queue: a message is gone once a scanner acknowledges it,
 			// which it does only after the result is written. Publishing is
@@ -188,10 +213,28 @@ const (
 // NotifyAckWait bounds one delivery attempt plus bookkeeping.
 const NotifyAckWait = 2 * time.Minute
 
-// Consumers are scangate's durable consumers, keyed by stream.
-func Consumers() map[string]jetstream.ConsumerConfig {
-	return map[string]jetstream.ConsumerConfig{
-		events.StreamFiles: {
+// DefaultPartitions is the number of upload partitions when not configured.
+const DefaultPartitions = 16
+
+// Assembler tuning: a partition's owner holds it while it keeps pulling;
+// if it stops for AssemblerPinnedTTL, another assembler takes over.
+// Events are small (a hashing step on a large part is kept alive with
+// progress acks), so both are short: failover takes seconds.
+const (
+	AssemblerAckWait   = 10 * time.Second
+	AssemblerPinnedTTL = 5 * time.Second
+)
+
+// Consumer is a durable consumer on a stream.
+type Consumer struct {
+	Stream string
+	Config jetstream.ConsumerConfig
+}
+
+// Consumers are scangate's durable consumers.
+func Consumers(o Options) []Consumer {
+	cs := []Consumer{
+		{events.StreamFiles, jetstream.ConsumerConfig{
 			Durable:       events.ConsumerScanners,
 			Description:   "shared by every scanner; one file to one scanner at a time",
 			AckPolicy:     jetstream.AckExplicitPolicy,
@@ -199,8 +242,8 @@ func Consumers() map[string]jetstream.ConsumerConfig {
 			MaxDeliver:    ScanMaxDeliver,
 			MaxAckPending: 10000,
 			FilterSubject: events.FilesSubjects,
-		},
-		events.StreamScans: {
+		}},
+		{events.StreamScans, jetstream.ConsumerConfig{
 			Durable:     events.ConsumerNotifier,
 			Description: "webhook deliveries; retries are parked as delayed redeliveries",
 			AckPolicy:   jetstream.AckExplicitPolicy,
@@ -210,8 +253,23 @@ func Consumers() map[string]jetstream.ConsumerConfig {
 			// room for many so a few dead receivers never stall the rest.
 			MaxAckPending: 100000,
 			FilterSubject: events.ScanDoneSubjects,
-		},
+		}},
 	}
+	for p := range o.Partitions {
+		cs = append(cs, Consumer{events.StreamUploads, jetstream.ConsumerConfig{
+			Durable:        events.AssemblerConsumer(p),
+			Description:    "upload partition, pinned to one assembler at a time",
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        AssemblerAckWait,
+			MaxDeliver:     -1,
+			MaxAckPending:  1, // one event at a time, in order: a session's events apply in sequence
+			FilterSubject:  events.UploadPartitionSubjects(p),
+			PriorityPolicy: jetstream.PriorityPolicyPinned,
+			PriorityGroups: []string{events.AssemblerGroup},
+			PinnedTTL:      AssemblerPinnedTTL,
+		}})
+	}
+	return cs
 }
 
 // Buckets are scangate's KV buckets.
@@ -223,6 +281,7 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 		kv(events.BucketResults, "scan results by data_id"),
 		kv(events.BucketHashes, "latest data_id by file hash"),
 		kv(events.BucketWebhooks, "webhook delivery state by data_id"),
+		kv(events.BucketSessions, "upload session status by data_id"),
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,8 +35,45 @@ func (b *Bus) PublishFileComplete(ctx context.Context, ev *events.FileComplete) 
 	return err
 }
 
+// PublishUpload appends an event to an upload session's log. msgID makes
+// a retried publish of the same event a no-op.
+func (b *Bus) PublishUpload(ctx context.Context, partition int, ev *events.UploadEvent, msgID string) error {
+	_, err := b.publish(ctx, events.UploadSubject(partition, ev.DataID), msgID, ev)
+	return err
+}
+
 // PublishScanDone announces a final result.
 func (b *Bus) PublishScanDone(ctx context.Context, ev *events.ScanDone) error {
 	_, err := b.publish(ctx, events.ScanDoneSubject(ev.DataID), "done-"+ev.DataID, ev)
 	return err
+}
+
+// ScheduleExpiry arranges for an expire event to reach the session's
+// partition at when. Publishing it again replaces the schedule.
+func (b *Bus) ScheduleExpiry(ctx context.Context, partition int, dataID string, when time.Time) error {
+	data, err := json.Marshal(&events.UploadEvent{Kind: events.UploadExpire, DataID: dataID})
+	if err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: events.ExpirySubject(dataID), Data: data, Header: nats.Header{}}
+	msg.Header.Set("Nats-Schedule", "@at "+when.UTC().Format(time.RFC3339))
+	msg.Header.Set("Nats-Schedule-Target", events.UploadSubject(partition, dataID))
+	if _, err := b.JS.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("schedule expiry of %s: %w", dataID, err)
+	}
+	return nil
+}
+
+// PurgeUpload drops an ended session's log and pending expiry.
+func (b *Bus) PurgeUpload(ctx context.Context, partition int, dataID string) error {
+	st, err := b.JS.Stream(ctx, events.StreamUploads)
+	if err != nil {
+		return err
+	}
+	for _, subj := range []string{events.UploadSubject(partition, dataID), events.ExpirySubject(dataID)} {
+		if err := st.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+			return fmt.Errorf("purge %s: %w", subj, err)
+		}
+	}
+	return nil
 }

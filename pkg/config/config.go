@@ -27,16 +27,17 @@ import (
 // Config is the whole of scangate's configuration. Field tags are the YAML
 // keys; environment names are derived from them (see applyEnv).
 type Config struct {
-	Listen    string         `yaml:"listen"`
-	DataDir   string         `yaml:"data_dir"`
-	Log       LogConfig      `yaml:"log"`
-	NATS      NATSConfig     `yaml:"nats"`
-	Blob      BlobConfig     `yaml:"blob"`
-	Limits    LimitsConfig   `yaml:"limits"`
-	Scanner   ScannerConfig  `yaml:"scanner"`
-	Engines   EnginesConfig  `yaml:"engines"`
-	Webhooks  WebhooksConfig `yaml:"webhooks"`
-	Workflows []Workflow     `yaml:"workflows"`
+	Listen    string          `yaml:"listen"`
+	DataDir   string          `yaml:"data_dir"`
+	Log       LogConfig       `yaml:"log"`
+	NATS      NATSConfig      `yaml:"nats"`
+	Blob      BlobConfig      `yaml:"blob"`
+	Assembler AssemblerConfig `yaml:"assembler"`
+	Limits    LimitsConfig    `yaml:"limits"`
+	Scanner   ScannerConfig   `yaml:"scanner"`
+	Engines   EnginesConfig   `yaml:"engines"`
+	Webhooks  WebhooksConfig  `yaml:"webhooks"`
+	Workflows []Workflow      `yaml:"workflows"`
 }
 
 type LogConfig struct {
@@ -65,6 +66,10 @@ func (n NATSConfig) SyncInterval() (always bool, every time.Duration, err error)
 
 type BlobConfig struct {
 	Store string `yaml:"store"`
+}
+
+type AssemblerConfig struct {
+	Partitions int `yaml:"partitions"`
 }
 
 type LimitsConfig struct {
@@ -284,8 +289,11 @@ func (c *Config) Validate() error {
 			bad("nats.listen: %v", err)
 		}
 	}
-	if c.Blob.Store != "fs" {
-		bad("blob.store: unknown store %q (want fs)", c.Blob.Store)
+	if c.Blob.Store != "fs" && c.Blob.Store != "jetstream" {
+		bad("blob.store: unknown store %q (want fs or jetstream)", c.Blob.Store)
+	}
+	if c.Assembler.Partitions < 1 || c.Assembler.Partitions > 1024 {
+		bad("assembler.partitions: want 1..1024, got %d", c.Assembler.Partitions)
 	}
 	if c.Limits.MaxQueued < 1 {
 		bad("limits.max_queued: must be at least 1")

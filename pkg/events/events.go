@@ -5,20 +5,24 @@ package events
 
 import (
 	"encoding/json"
+	"hash/fnv"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // Streams.
 const (
-	StreamFiles = "FILES" // file-complete work queue: file.<priority>.<data_id>
-	StreamScans = "SCANS" // scan-done: scan.done.<data_id>
+	StreamUploads = "UPLOADS" // upload session events: upload.<partition>.<data_id>
+	StreamFiles   = "FILES"   // file-complete work queue: file.<priority>.<data_id>
+	StreamScans   = "SCANS"   // scan-done: scan.done.<data_id>
 )
 
 // KV buckets.
 const (
 	BucketResults  = "results"  // data_id → result.Record
 	BucketHashes   = "hashes"   // <algo>.<hex> → data_id
+	BucketSessions = "sessions" // data_id → upload session status (assembler's view)
 	BucketWebhooks = "webhooks" // <data_id> (callbackurl), <data_id>.sanitized → webhook delivery state
 )
 
@@ -39,9 +43,46 @@ const (
 
 // Subject roots; use the functions below to build full subjects.
 const (
+	UploadsSubjects  = "upload.>"
 	FilesSubjects    = "file.>"
 	ScanDoneSubjects = "scan.done.>"
 )
+
+// Partition spreads upload sessions over the assemblers: every event of one
+// session lands in the same partition, owned by one assembler at a time.
+func Partition(dataID string, partitions int) int {
+	h := fnv.New32a()
+	h.Write([]byte(dataID))
+	return int(h.Sum32() % uint32(partitions))
+}
+
+// UploadSubject is where the events of one upload session are published.
+func UploadSubject(partition int, dataID string) string {
+	return "upload." + strconv.Itoa(partition) + "." + dataID
+}
+
+// UploadPartitionSubjects matches every session of one partition.
+func UploadPartitionSubjects(partition int) string { return "upload." + strconv.Itoa(partition) + ".*" }
+
+// AssemblerConsumer names the durable consumer of one partition.
+func AssemblerConsumer(partition int) string { return "assembler-" + strconv.Itoa(partition) }
+
+// AssemblerGroup is the priority group assemblers pull with; JetStream pins
+// each partition's consumer to one of them.
+const AssemblerGroup = "assemblers"
+
+// ExpirySubject holds the scheduled expire event of an upload session.
+func ExpirySubject(dataID string) string { return "upload-expiry." + dataID }
+
+// ExpirySubjects matches every ExpirySubject.
+const ExpirySubjects = "upload-expiry.*"
+
+// AbortSubject is a plain NATS subject: every ingest node cuts off parts of
+// dataID it is still receiving. (Not under upload.>, which is the stream.)
+func AbortSubject(dataID string) string { return "upload-abort." + dataID }
+
+// AbortSubjects matches every AbortSubject.
+const AbortSubjects = "upload-abort.*"
 
 // FileSubject is where a file-complete event for dataID is published.
 func FileSubject(p Priority, dataID string) string { return "file." + string(p) + "." + dataID }
@@ -96,12 +137,16 @@ type FileMeta struct {
 
 // FileComplete says: the bytes of DataID are all in the blob store; scan them.
 type FileComplete struct {
-	DataID     string    `json:"data_id"`
-	Size       int64     `json:"size"`
-	Hashes     Hashes    `json:"hashes"` // computed while the bytes streamed in, where possible
-	Meta       FileMeta  `json:"meta"`
-	Priority   Priority  `json:"priority"`
-	UploadedAt time.Time `json:"uploaded_at"`
+	DataID string `json:"data_id"`
+	Size   int64  `json:"size"`
+	Hashes Hashes `json:"hashes"` // computed while the bytes streamed in, where possible
+	// HashState, when Hashes is empty, is the hashing of the first
+	// HashedBytes bytes (pkg/hashing state): the scanner hashes only the rest.
+	HashState   []byte    `json:"hash_state,omitempty"`
+	HashedBytes int64     `json:"hashed_bytes,omitempty"`
+	Meta        FileMeta  `json:"meta"`
+	Priority    Priority  `json:"priority"`
+	UploadedAt  time.Time `json:"uploaded_at"`
 }
 
 // ScanDone says: DataID has its final result in the results bucket.
@@ -109,4 +154,27 @@ type ScanDone struct {
 	DataID       string `json:"data_id"`
 	CallbackURL  string `json:"callbackurl,omitempty"`
 	SanitizedURL string `json:"sanitizedurl,omitempty"`
+}
+
+// Upload event kinds.
+const (
+	UploadOpen   = "open"   // a session was created (multipart init, first chunk)
+	UploadPart   = "part"   // bytes [Off, Off+Len) are durable in the blob store
+	UploadAbort  = "abort"  // the client cancelled the session
+	UploadExpire = "expire" // the session outlived its time to live
+)
+
+// UploadEvent is one event of an upload session, in stream order.
+type UploadEvent struct {
+	Kind   string `json:"kind"`
+	DataID string `json:"data_id"`
+	// open
+	Total     int64     `json:"total,omitempty"`
+	Meta      *FileMeta `json:"meta,omitempty"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	Chunked   bool      `json:"chunked,omitempty"` // X-File-Size upload: de-duplicate by hash when complete
+	// part
+	Off int64 `json:"off,omitempty"`
+	Len int64 `json:"len,omitempty"`
 }

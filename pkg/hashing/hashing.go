@@ -8,7 +8,11 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding"
+	"encoding/binary"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"hash"
 	"runtime"
 	"sync"
@@ -116,4 +120,44 @@ func Algorithm(hexDigest string) (algo string, ok bool) {
 		return "sha512", true
 	}
 	return "", false
+}
+
+// State is the digests' internal state after Len bytes, so hashing can
+// stop in one process and carry on in another (an assembler hashes an
+// upload's contiguous prefix as it grows; the scanner hashes the rest).
+func (m *Multi) State() ([]byte, error) {
+	var out []byte
+	for _, h := range []hash.Hash{m.md5, m.sha1, m.sha256, m.sha512} {
+		b, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		out = binary.AppendUvarint(out, uint64(len(b)))
+		out = append(out, b...)
+	}
+	return binary.AppendVarint(out, m.n), nil
+}
+
+// Restore returns a Multi that carries on from a State.
+func Restore(state []byte) (*Multi, error) {
+	m := New()
+	for _, h := range []hash.Hash{m.md5, m.sha1, m.sha256, m.sha512} {
+		l, k := binary.Uvarint(state)
+		if k <= 0 || uint64(len(state)-k) < l {
+			m.Close()
+			return nil, errors.New("hashing: corrupt state")
+		}
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state[k : k+int(l)]); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("hashing: %w", err)
+		}
+		state = state[k+int(l):]
+	}
+	n, k := binary.Varint(state)
+	if k <= 0 || n < 0 {
+		m.Close()
+		return nil, errors.New("hashing: corrupt state")
+	}
+	m.n = n
+	return m, nil
 }

@@ -63,7 +63,7 @@ func (s Store) Put(ctx context.Context, r *Record, revision uint64) (uint64, err
 	} else {
 		rev, err = s.KV.Update(ctx, id, b, revision)
 	}
-	if errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err) {
+	if IsConflict(err) {
 		return 0, ErrConflict
 	}
 	if err != nil {
@@ -72,7 +72,12 @@ func (s Store) Put(ctx context.Context, r *Record, revision uint64) (uint64, err
 	return rev, nil
 }
 
-func isWrongSequence(err error) bool {
+// IsConflict reports a KV create or update refused because the key exists
+// or moved past the expected revision.
+func IsConflict(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return true
+	}
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -316,8 +317,9 @@ func TestChunkedConcurrentChunks(t *testing.T) {
 	}
 }
 
-// kill -9 mid-upload, restart, resume from missing: the file completes
-// with the right hash.
+// kill -9 mid-upload, lose the assembler's local state too (a new host),
+// restart, resume from missing: the session is rebuilt from the stream and
+// the file completes with the right hash.
 func TestMultipartSurvivesHardStop(t *testing.T) {
 	dir := t.TempDir()
 	p := startServeProcess(t, dir)
@@ -330,6 +332,9 @@ func TestMultipartSurvivesHardStop(t *testing.T) {
 		}
 	}
 	p.kill()
+	if err := os.Remove(filepath.Join(dir, "assembler.db")); err != nil {
+		t.Fatal(err)
+	}
 
 	p = startServeProcess(t, dir)
 	var st map[string]any

@@ -76,12 +76,12 @@ func start(ctx context.Context, cfg *config.Config, roles []role, logOut io.Writ
 	for _, r := range roles {
 		switch r {
 		case roleScanner:
-			engs, err := buildEngines(cfg, n.log)
+			engs, err := buildEngines(ctx, cfg, n.log)
 			if err != nil {
 				return nil, err
 			}
 			sc := scanner.New(n.bus, blobs, scanner.Options{Workers: cfg.Scanner.Workers, Timeout: cfg.Scanner.Timeout,
-				Workflows: wfs, Engines: engs}, n.log)
+				Workflows: wfs, Engines: engs, Version: buildVersion()}, n.log)
 			n.goRun("scanner", func() error { return sc.Run(runCtx) })
 		case roleAssembler:
 			as, err := assembler.New(n.bus, blobs, filepath.Join(cfg.DataDir, "assembler.db"), n.log)
@@ -184,13 +184,31 @@ func (n *node) Close() error {
 	return errors.Join(errs...)
 }
 
-// buildEngines makes the configured engines, in report order.
-func buildEngines(cfg *config.Config, log zerolog.Logger) ([]scanner.NamedEngine, error) {
-	sig, err := engines.NewSignatures()
+// buildEngines makes the configured engines, in report order. An engine
+// that is configured but cannot start (a signature file that does not
+// parse, a clamd that does not answer) stops start-up with the reason.
+func buildEngines(ctx context.Context, cfg *config.Config, log zerolog.Logger) ([]scanner.NamedEngine, error) {
+	var set *engines.SignatureSet
+	if paths := cfg.Engines.Signatures.Paths; len(paths) > 0 {
+		var warnings []string
+		var err error
+		if set, warnings, err = engines.LoadSignatureFiles(paths); err != nil {
+			return nil, err
+		}
+		for _, w := range warnings {
+			log.Warn().Str("engine", "signatures").Msg(w)
+		}
+	}
+	sig, err := engines.NewSignatures(set)
 	if err != nil {
 		return nil, err
 	}
+	log.Info().Int("body_signatures", sig.Len()).Msg("signatures loaded")
 	out := []scanner.NamedEngine{{Name: "signatures", Engine: sig}}
+	if hs := set.HashEngine(); hs != nil {
+		log.Info().Int("hash_signatures", hs.Len()).Msg("hash signatures loaded")
+		out = append(out, scanner.NamedEngine{Name: "signatures", Engine: hs})
+	}
 	if p := cfg.Engines.HashList.Path; p != "" {
 		hl, err := engines.LoadHashList(p)
 		if err != nil {
@@ -198,6 +216,16 @@ func buildEngines(cfg *config.Config, log zerolog.Logger) ([]scanner.NamedEngine
 		}
 		log.Info().Str("path", p).Int("hashes", hl.Len()).Msg("hash list loaded")
 		out = append(out, scanner.NamedEngine{Name: "hashlist", Engine: hl})
+	}
+	if c := cfg.Engines.ClamAV; c.Address != "" {
+		cl, err := engines.NewClamAV(ctx, engines.ClamAVOptions{Address: c.Address, Timeout: c.Timeout,
+			StreamMaxLength: int64(c.StreamMaxLength)})
+		if err != nil {
+			return nil, fmt.Errorf("engines.clamav: %w", err)
+		}
+		info := cl.Info()
+		log.Info().Str("address", c.Address).Str("version", info.Version).Str("def_time", info.DefTime).Msg("clamd connected")
+		out = append(out, scanner.NamedEngine{Name: "clamav", Engine: cl})
 	}
 	return out, nil
 }

@@ -1,7 +1,10 @@
 package ingest
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/scangate/scangate/pkg/hashing"
 	"github.com/scangate/scangate/pkg/ids"
 	"github.com/scangate/scangate/pkg/result"
+	"github.com/scangate/scangate/pkg/stats"
 )
 
 // notFound is the lookup answer existing clients rely on: 200 with
@@ -42,8 +46,102 @@ func (s *Server) sendResult(c *fiber.Ctx, dataID, lookupKey string) error {
 	if err != nil {
 		return err
 	}
+	if bytes.Contains(body, []byte(`"extracted_files"`)) {
+		return s.sendArchiveResult(c, body)
+	}
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 	return c.Send(body)
+}
+
+// sendArchiveResult fills extracted_files.files_in_archive with the page
+// the query asks for (first, size: default 0 and 50, size at most 2000).
+func (s *Server) sendArchiveResult(c *fiber.Ctx, body []byte) error {
+	var res result.Result
+	if err := json.Unmarshal(body, &res); err != nil {
+		return err
+	}
+	ef := res.ExtractedFiles
+	first, size := c.QueryInt("first", 0), c.QueryInt("size", 50)
+	if first < 0 || size < 0 {
+		return apiError(fiber.StatusBadRequest, "first and size must not be negative.")
+	}
+	size = min(size, 2000)
+	ef.FirstIndex, ef.PageSize, ef.FilesInArchive = first, size, []result.ArchiveFile{}
+	end := min(first+size, ef.FilesExtractedCount)
+	for p := first / result.ChildPageSize; first < end && p <= (end-1)/result.ChildPageSize; p++ {
+		e, err := s.b.Results.Get(c.UserContext(), result.ChildrenKey(res.DataID, p))
+		if err != nil {
+			return fmt.Errorf("child page %d of %s: %w", p, res.DataID, err)
+		}
+		var page []result.ArchiveFile
+		if err := json.Unmarshal(e.Value(), &page); err != nil {
+			return err
+		}
+		for i, f := range page {
+			if idx := p*result.ChildPageSize + i; idx >= first && idx < end {
+				ef.FilesInArchive = append(ef.FilesInArchive, f)
+			}
+		}
+	}
+	return c.JSON(res)
+}
+
+// getExtractionErrors is GET /file/{data_id}/extraction-errors: the
+// problems met extracting an archive and its nested archives.
+func (s *Server) getExtractionErrors(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if !ids.Valid(id) {
+		return apiError(fiber.StatusNotFound, "Not found")
+	}
+	rec, _, err := s.results.Get(c.UserContext(), id)
+	if errors.Is(err, result.ErrNotFound) {
+		return apiError(fiber.StatusNotFound, "Not found")
+	}
+	if err != nil {
+		return err
+	}
+	if !rec.Final() {
+		return apiError(fiber.StatusConflict, "The file is still being processed.")
+	}
+	var xe result.ExtractionErrors
+	if e, err := s.b.Results.Get(c.UserContext(), result.ErrorsKey(id)); err == nil {
+		if err := json.Unmarshal(e.Value(), &xe); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return err
+	}
+	type archiveErrors struct {
+		DataID      string                   `json:"data_id"`
+		DisplayName string                   `json:"display_name"`
+		Errors      []result.ExtractionError `json:"errors"`
+	}
+	root := archiveErrors{DataID: id, DisplayName: rec.Result.FileInfo.DisplayName, Errors: []result.ExtractionError{}}
+	nested := []*archiveErrors{}
+	byID := map[string]*archiveErrors{}
+	for _, e := range xe.Errors {
+		if e.DataID == id {
+			root.Errors = append(root.Errors, e)
+			continue
+		}
+		a := byID[e.DataID]
+		if a == nil {
+			a = &archiveErrors{DataID: e.DataID, DisplayName: e.Archive}
+			byID[e.DataID] = a
+			nested = append(nested, a)
+		}
+		a.Errors = append(a.Errors, e)
+	}
+	return c.JSON(fiber.Map{"total": xe.Total, "root_archive": root, "nested_archives": nested})
+}
+
+// getEngines is GET /stat/engines: every engine of every live scanner.
+func (s *Server) getEngines(c *fiber.Ctx) error {
+	list, err := stats.Engines(c.UserContext(), s.b.Nodes)
+	if err != nil {
+		return err
+	}
+	return c.JSON(list)
 }
 
 // getHash is GET /hash/{md5|sha1|sha256|sha512}: the latest result of a

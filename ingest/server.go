@@ -91,6 +91,8 @@ func (s *Server) routes(r fiber.Router) {
 	r.Get("/file/webhook/:id", s.getWebhook)
 	r.Get("/file/:id", s.getFile)
 	r.Post("/file/:id/cancel", s.cancelFile)
+	r.Get("/file/:id/extraction-errors", s.getExtractionErrors)
+	r.Get("/stat/engines", s.getEngines)
 	r.Get("/hash/:hash", s.getHash)
 	r.Get("/readyz", s.readyz)
 	r.Get("/livez", s.livez)

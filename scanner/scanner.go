@@ -21,9 +21,13 @@ import (
 
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
+	"github.com/scangate/scangate/pkg/config"
 	"github.com/scangate/scangate/pkg/events"
+	"github.com/scangate/scangate/pkg/ids"
 	"github.com/scangate/scangate/pkg/result"
+	"github.com/scangate/scangate/pkg/stats"
 	"github.com/scangate/scangate/pkg/workflow"
+	"github.com/scangate/scangate/scanner/archive"
 	"github.com/scangate/scangate/scanner/engines"
 	"github.com/scangate/scangate/scanner/filetype"
 )
@@ -33,6 +37,7 @@ type Options struct {
 	Workers   int           // files scanned at once
 	Timeout   time.Duration // a scan longer than this ends with verdict 31
 	Workflows *workflow.Set
+	Version   string // reported in the scanner registry
 	// Engines by config name ("signatures", "hashlist"), in report order.
 	Engines []NamedEngine
 }
@@ -51,6 +56,8 @@ type Scanner struct {
 	opts    Options
 	log     zerolog.Logger
 
+	id string // this process, in the scanner registry
+
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc
 }
@@ -67,6 +74,7 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Scanne
 		b: b, blobs: blobs, results: result.Store{KV: b.Results}, opts: opts,
 		log:     log.With().Str("role", "scanner").Logger(),
 		running: map[string]context.CancelCauseFunc{},
+		id:      ids.New(),
 	}
 }
 
@@ -87,6 +95,7 @@ func (s *Scanner) Run(ctx context.Context) error {
 	}
 	s.log.Info().Int("workers", s.opts.Workers).Msg("scanner started")
 	var wg sync.WaitGroup
+	wg.Go(func() { s.register(ctx) })
 	for range s.opts.Workers {
 		wg.Go(func() { s.work(ctx, cons) })
 	}
@@ -324,8 +333,85 @@ func (s *Scanner) scan(ctx context.Context, fc *events.FileComplete, rec *result
 	ft := filetype.Detect(head)
 	fi := &rec.Result.FileInfo
 	fi.FileType, fi.FileTypeDescription, fi.FileTypeExtension = ft.MIME, ft.Description, ft.Extension
-
 	in := &engines.Input{DataID: fc.DataID, Size: fc.Size, DisplayName: fc.Meta.DisplayName, MIME: ft.MIME, Hashes: fc.Hashes}
+
+	// Hashes: known from the upload, or the tail after the part the
+	// assembler hashed in order (read beside the engines' pass), or —
+	// when external is nil — computed in the engines' pass.
+	var external func() (events.Hashes, error)
+	switch {
+	case fc.Hashes.Complete():
+		external = func() (events.Hashes, error) { return fc.Hashes, nil }
+	case fc.HashedBytes > 0:
+		h, err := newHashingJob(fc.HashState)
+		if err != nil {
+			return fmt.Errorf("hash state: %w", err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- h.consume(io.NewSectionReader(obj, fc.HashedBytes, fc.Size-fc.HashedBytes)) }()
+		external = func() (events.Hashes, error) {
+			if err := <-done; err != nil {
+				return events.Hashes{}, err
+			}
+			return h.sums(), nil
+		}
+	}
+	details, hashes, _, err := s.runEngines(ctx, wf, in, io.NewSectionReader(obj, 0, fc.Size), read, external)
+	if err != nil {
+		return err
+	}
+	read.Store(fc.Size)
+	fi.MD5, fi.SHA1, fi.SHA256, fi.SHA512 = hashes.MD5, hashes.SHA1, hashes.SHA256, hashes.SHA512
+
+	codes := stepCodes(wf, fc.Meta.DisplayName, head)
+	if kind, ok := archive.Detect(head); ok && wf.Archive.Enabled {
+		sub, ef, err := s.extract(ctx, wf, fc, kind, obj)
+		if err != nil {
+			return err
+		}
+		for c := range sub {
+			codes[c] = true
+		}
+		rec.Result.ExtractedFiles = ef
+	}
+	conclude(rec, wf, details, codes, start)
+	return nil
+}
+
+// extract opens a top-level archive under the workflow's limits.
+func (s *Scanner) extract(ctx context.Context, wf *config.Workflow, fc *events.FileComplete, kind archive.Kind, obj io.ReaderAt) (map[int]bool, *result.ExtractedFiles, error) {
+	lim := wf.Archive
+	x := &extraction{s: s, wf: wf, root: fc, limits: lim, started: time.Now(),
+		budget: int64(min(float64(lim.MaxSize), lim.MaxExpansion*float64(max(fc.Size, 1))))}
+	xctx, cancel := context.WithTimeout(ctx, lim.Timeout)
+	defer cancel()
+	codes, ef, err := x.extractArchive(xctx, fc.DataID, fc.Meta.DisplayName, kind, obj, fc.Size, 1)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err() // cancelled or shutting down: children stop with the parent
+		}
+		if xctx.Err() == nil {
+			return nil, nil, err
+		}
+		codes, ef = map[int]bool{result.ExceededTimeout: true}, nil
+		x.addError(fc.Meta.DisplayName, fc.DataID, "", fmt.Errorf("extraction took longer than %s", lim.Timeout))
+	}
+	if len(x.errs) > 0 {
+		b, _ := json.Marshal(result.ExtractionErrors{Total: x.nerrs, Errors: x.errs})
+		if _, err := s.b.Results.Put(ctx, result.ErrorsKey(fc.DataID), b); err != nil {
+			return nil, nil, fmt.Errorf("store extraction errors: %w", err)
+		}
+	}
+	return codes, ef, nil
+}
+
+// runEngines reads r once, feeding every streaming engine of the workflow
+// and, unless external supplies the hashes, the hasher; then it runs the
+// hash engines. It returns each engine's entry, the hashes and the number
+// of bytes read.
+func (s *Scanner) runEngines(ctx context.Context, wf *config.Workflow, in *engines.Input, r io.Reader, read *atomic.Int64,
+	external func() (events.Hashes, error)) (map[string]result.EngineScan, events.Hashes, int64, error) {
+	start := time.Now()
 	selected := s.selectEngines(wf.Engines)
 	details := make(map[string]result.EngineScan, len(selected))
 	var mu sync.Mutex
@@ -340,27 +426,11 @@ func (s *Scanner) scan(ctx context.Context, fc *events.FileComplete, rec *result
 		details[info.Name] = d
 		mu.Unlock()
 	}
-
-	// One read of the bytes feeds the hasher (when the upload could not
-	// hash them on the way in) and every streaming engine.
 	var consumers []func(io.Reader) error
 	var hasher *hashingJob
-	hashErr := make(chan error, 1)
-	if !fc.Hashes.Complete() {
-		if hasher, err = newHashingJob(fc.HashState); err != nil {
-			return fmt.Errorf("hash state: %w", err)
-		}
-		if fc.HashedBytes > 0 {
-			// Only the tail the upload could not hash in order is read
-			// again, beside the engines' pass.
-			go func() { hashErr <- hasher.consume(io.NewSectionReader(obj, fc.HashedBytes, fc.Size-fc.HashedBytes)) }()
-		} else {
-			consumers = append(consumers, func(r io.Reader) error {
-				err := hasher.consume(r)
-				hashErr <- err
-				return err
-			})
-		}
+	if external == nil {
+		hasher, _ = newHashingJob(nil)
+		consumers = append(consumers, hasher.consume)
 	}
 	var hashEngines []engines.HashEngine
 	for _, e := range selected {
@@ -376,41 +446,69 @@ func (s *Scanner) scan(ctx context.Context, fc *events.FileComplete, rec *result
 			hashEngines = append(hashEngines, e)
 		}
 	}
+	if read == nil {
+		read = new(atomic.Int64)
+	}
+	var errs []error
 	if len(consumers) > 0 {
-		fanOut(ctx, io.NewSectionReader(obj, 0, fc.Size), read, consumers...)
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+		errs = fanOut(ctx, r, read, consumers...)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, events.Hashes{}, 0, err
 	}
 	if hasher != nil {
-		if err := <-hashErr; err != nil {
-			return fmt.Errorf("hashing: %w", err)
+		if errs[0] != nil {
+			return nil, events.Hashes{}, 0, fmt.Errorf("hashing: %w", errs[0])
 		}
 		in.Hashes = hasher.sums()
+	} else {
+		h, err := external()
+		if err != nil {
+			return nil, events.Hashes{}, 0, fmt.Errorf("hashing: %w", err)
+		}
+		in.Hashes = h
 	}
-	read.Store(fc.Size)
-	fi.MD5, fi.SHA1, fi.SHA256, fi.SHA512 = in.Hashes.MD5, in.Hashes.SHA1, in.Hashes.SHA256, in.Hashes.SHA512
 	for _, e := range hashEngines {
 		began := time.Now()
 		f, err := e.ScanHashes(ctx, in)
 		record(e, f, err, began)
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+	return details, in.Hashes, read.Load(), ctx.Err()
+}
 
-	code, reasons := aggregate(details)
+// stepCodes are the verdicts of the workflow's file-type steps.
+func stepCodes(wf *config.Workflow, name string, head []byte) map[int]bool {
+	codes := map[int]bool{}
+	if wf.FileType.DetectMismatch && filetype.Mismatch(name, head) {
+		codes[result.Mismatch] = true
+	}
+	if filetype.Blocked(head, wf.FileType.Block) {
+		codes[result.BlockedByFileType] = true
+	}
+	return codes
+}
+
+// conclude fills the scan results and closes the record: the overall
+// verdict is the most severe of every engine and step, and the file is
+// Blocked when the workflow's policy says one of them blocks. It returns
+// the overall code.
+func conclude(rec *result.Record, wf *config.Workflow, details map[string]result.EngineScan, codes map[int]bool, start time.Time) int {
 	sr := &rec.Result.ScanResults
 	sr.ScanDetails = details
 	sr.TotalAVs = len(details)
 	sr.TotalDetectedAVs = 0
 	for _, d := range details {
+		codes[d.ScanResultI] = true
 		if d.ScanResultI == result.Infected || d.ScanResultI == result.Suspicious {
 			sr.TotalDetectedAVs++
 		}
 	}
-	rec.Finish(code, reasons, start, time.Now())
-	return nil
+	code := result.NoThreat
+	for c := range codes {
+		code = result.Worse(code, c)
+	}
+	rec.Conclude(code, result.Policy{Families: wf.Block}.Reasons(codes), start, time.Now())
+	return code
 }
 
 // selectEngines returns the workflow's engines, or all when it names none.
@@ -433,24 +531,6 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// aggregate picks the overall verdict — the most severe engine result —
-// and lists every distinct blocking reason, most severe first.
-func aggregate(details map[string]result.EngineScan) (int, []string) {
-	code := result.NoThreat
-	seen := map[int]bool{}
-	for _, d := range details {
-		seen[d.ScanResultI] = true
-		code = result.Worse(code, d.ScanResultI)
-	}
-	reasons := []string{}
-	for _, c := range result.SeverityOrder() {
-		if seen[c] && result.Blocks(c) {
-			reasons = append(reasons, result.CodeName(c))
-		}
-	}
-	return code, reasons
-}
-
 func (s *Scanner) track(id string, stop context.CancelCauseFunc) {
 	s.mu.Lock()
 	s.running[id] = stop
@@ -469,5 +549,27 @@ func (s *Scanner) stopRunning(id string, cause error) {
 	s.mu.Unlock()
 	if stop != nil {
 		stop(cause)
+	}
+}
+
+// register keeps this scanner and its engines listed for GET /stat/engines
+// until ctx ends; the entry expires on its own if the process dies.
+func (s *Scanner) register(ctx context.Context) {
+	node := stats.Node{ID: s.id, Version: s.opts.Version, Started: time.Now()}
+	for {
+		node.Engines = node.Engines[:0]
+		for _, ne := range s.opts.Engines {
+			info := ne.Engine.Info()
+			node.Engines = append(node.Engines, stats.EngineInfo{EngID: info.ID, EngName: info.Name, EngVer: info.Version,
+				DefTime: info.DefTime, Active: true, State: "production", EngineType: "av", Type: "engine"})
+		}
+		if err := stats.Register(ctx, s.b.Nodes, node); err != nil && ctx.Err() == nil {
+			s.log.Warn().Err(err).Msg("registering scanner failed")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(stats.TTL / 3):
+		}
 	}
 }

@@ -110,6 +110,7 @@ type Bus struct {
 	Hashes   jetstream.KeyValue
 	Webhooks jetstream.KeyValue
 	Sessions jetstream.KeyValue
+	Nodes    jetstream.KeyValue
 	Opts     Options
 }
 
@@ -150,6 +151,8 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 			b.Webhooks = kv
 		case events.BucketSessions:
 			b.Sessions = kv
+		case events.BucketNodes:
+			b.Nodes = kv
 		}
 	}
 	return b, nil
@@ -212,6 +215,9 @@ const (
 
 // NotifyAckWait bounds one delivery attempt plus bookkeeping.
 const NotifyAckWait = 2 * time.Minute
+
+// NodeTTL is how long a scanner stays registered after its last refresh.
+const NodeTTL = time.Minute
 
 // DefaultPartitions is the number of upload partitions when not configured.
 const DefaultPartitions = 16
@@ -282,6 +288,11 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 		kv(events.BucketHashes, "latest data_id by file hash"),
 		kv(events.BucketWebhooks, "webhook delivery state by data_id"),
 		kv(events.BucketSessions, "upload session status by data_id"),
+		func() jetstream.KeyValueConfig {
+			c := kv(events.BucketNodes, "live scanners and their engines")
+			c.TTL = NodeTTL
+			return c
+		}(),
 	}
 }
 

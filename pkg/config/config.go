@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -83,7 +84,19 @@ type ScannerConfig struct {
 }
 
 type EnginesConfig struct {
-	HashList HashListConfig `yaml:"hashlist"`
+	ClamAV     ClamAVConfig     `yaml:"clamav"`
+	Signatures SignaturesConfig `yaml:"signatures"`
+	HashList   HashListConfig   `yaml:"hashlist"`
+}
+
+type ClamAVConfig struct {
+	Address         string        `yaml:"address"`
+	Timeout         time.Duration `yaml:"timeout"`
+	StreamMaxLength ByteSize      `yaml:"stream_max_length"`
+}
+
+type SignaturesConfig struct {
+	Paths []string `yaml:"paths"`
 }
 
 type HashListConfig struct {
@@ -112,7 +125,28 @@ type Workflow struct {
 	MaxFileSize ByteSize        `yaml:"max_file_size"`
 	Engines     []string        `yaml:"engines"`
 	Multipart   MultipartConfig `yaml:"multipart"`
+	Archive     ArchiveConfig   `yaml:"archive"`
+	FileType    FileTypeConfig  `yaml:"filetype"`
+	Block       []string        `yaml:"block"`
 }
+
+type ArchiveConfig struct {
+	Enabled      bool          `yaml:"enabled"`
+	MaxDepth     int           `yaml:"max_depth"`
+	MaxSize      ByteSize      `yaml:"max_size"`
+	MaxFiles     int           `yaml:"max_files"`
+	MaxExpansion float64       `yaml:"max_expansion"`
+	Timeout      time.Duration `yaml:"timeout"`
+}
+
+type FileTypeConfig struct {
+	DetectMismatch bool     `yaml:"detect_mismatch"`
+	Block          []string `yaml:"block"`
+}
+
+// BlockFamilies are the verdict families a workflow's block list may name.
+var BlockFamilies = []string{"infected", "suspicious", "unwanted", "blocklisted", "failed", "encrypted",
+	"archive_limits", "mismatch", "filetype", "timeout"}
 
 type MultipartConfig struct {
 	Enabled bool          `yaml:"enabled"`
@@ -301,6 +335,12 @@ func (c *Config) Validate() error {
 	if c.Scanner.Workers < 1 {
 		bad("scanner.workers: must be at least 1")
 	}
+	if a := c.Engines.ClamAV.Address; a != "" && !strings.HasPrefix(a, "tcp://") && !strings.HasPrefix(a, "unix://") {
+		bad("engines.clamav.address: want tcp://host:port or unix:///path, got %q", a)
+	}
+	if c.Engines.ClamAV.Timeout <= 0 {
+		bad("engines.clamav.timeout: must be positive")
+	}
 	if c.Scanner.Timeout <= 0 {
 		bad("scanner.timeout: must be positive")
 	}
@@ -344,9 +384,17 @@ func (c *Config) Validate() error {
 			bad("workflows[%d].multipart.ttl: must be positive", i)
 		}
 		for _, e := range w.Engines {
-			if !knownEngine(e) {
-				bad("workflows[%d].engines: unknown engine %q", i, e)
+			if !slices.Contains(EngineNames, e) {
+				bad("workflows[%d].engines: unknown engine %q (want one of %v)", i, e, EngineNames)
 			}
+		}
+		for _, f := range w.Block {
+			if !slices.Contains(BlockFamilies, f) {
+				bad("workflows[%d].block: unknown verdict family %q (want one of %v)", i, f, BlockFamilies)
+			}
+		}
+		if a := w.Archive; a.Enabled && (a.MaxDepth < 1 || a.MaxFiles < 1 || a.MaxSize < 1 || a.MaxExpansion < 1 || a.Timeout <= 0) {
+			bad("workflows[%d].archive: max_depth, max_files, max_size, max_expansion (>= 1) and timeout must be positive", i)
 		}
 	}
 	if defaults > 1 {
@@ -359,16 +407,7 @@ func (c *Config) Validate() error {
 }
 
 // EngineNames are the engines a workflow may list, in the order they are reported.
-var EngineNames = []string{"signatures", "hashlist"}
-
-func knownEngine(name string) bool {
-	for _, n := range EngineNames {
-		if n == name {
-			return true
-		}
-	}
-	return false
-}
+var EngineNames = []string{"signatures", "hashlist", "clamav"}
 
 // WebhookKey decodes a Standard Webhooks secret ("whsec_<base64>").
 func WebhookKey(secret string) ([]byte, error) {

@@ -403,8 +403,8 @@ func TestValidateErrors(t *testing.T) {
 			c.Workflows = append(c.Workflows, Workflow{Name: "  "})
 		}, "workflows[1].name"},
 		{"unknown engine", func(c *Config) {
-			c.Workflows[0].Engines = []string{"signatures", "clamav"}
-		}, `"clamav"`},
+			c.Workflows[0].Engines = []string{"signatures", "mcafee"}
+		}, `"mcafee"`},
 		{"multipart without ttl", func(c *Config) {
 			c.Workflows[0].Multipart.TTL = 0
 		}, "multipart.ttl"},

@@ -23,6 +23,7 @@ const (
 	BucketResults  = "results"  // data_id → result.Record
 	BucketHashes   = "hashes"   // <algo>.<hex> → data_id
 	BucketSessions = "sessions" // data_id → upload session status (assembler's view)
+	BucketNodes    = "nodes"    // scanner.<id> → live scanner and its engines (entries expire)
 	BucketWebhooks = "webhooks" // <data_id> (callbackurl), <data_id>.sanitized → webhook delivery state
 )
 

@@ -320,3 +320,83 @@ func Worse(a, b int) int {
 	}
 	return a
 }
+
+// Family is the verdict family of a code, as workflows name them in their
+// block lists; "" for clean outcomes.
+func Family(code int) string {
+	switch code {
+	case Infected:
+		return "infected"
+	case Suspicious:
+		return "suspicious"
+	case PotentiallyUnwant:
+		return "unwanted"
+	case Blocklisted:
+		return "blocklisted"
+	case Encrypted, PasswordProtected:
+		return "encrypted"
+	case ExceededDepth, ExceededSize, ExceededFileNumber, ExceededTimeout, ExceededExpansion:
+		return "archive_limits"
+	case Mismatch:
+		return "mismatch"
+	case BlockedByFileType:
+		return "filetype"
+	case GlobalTimeout:
+		return "timeout"
+	case NoThreat, Cleaned, Allowlisted, NotScanned, Sanitized:
+		return ""
+	}
+	return "failed" // Failed, Extraction Failed and anything unknown
+}
+
+// Policy is a workflow's choice of verdict families that block a file.
+type Policy struct {
+	Families []string // empty: every family blocks
+}
+
+// Blocks reports whether code makes the file Blocked under p. Verdicts
+// that leave no file to allow (cancelled, timed-out uploads, the explicit
+// "Blocked Verdict by ..." outcomes) always block.
+func (p Policy) Blocks(code int) bool {
+	switch code {
+	case Cancelled, MultipartTimedOut, BlockedByCDR, BlockedByArchive:
+		return true
+	}
+	f := Family(code)
+	if f == "" {
+		return false
+	}
+	if len(p.Families) == 0 {
+		return true
+	}
+	for _, x := range p.Families {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+// Reasons lists, most severe first, the names of the codes that block
+// under p.
+func (p Policy) Reasons(codes map[int]bool) []string {
+	out := []string{}
+	for _, c := range severity {
+		if codes[c] && p.Blocks(c) {
+			out = append(out, CodeName(c))
+		}
+	}
+	return out
+}
+
+// Conclude closes the record with the overall code; the file is Blocked
+// exactly when blocking lists a reason.
+func (r *Record) Conclude(code int, blocking []string, start, end time.Time) {
+	r.Finish(code, blocking, start, end)
+	pi := &r.Result.ProcessInfo
+	if len(blocking) == 0 {
+		pi.Result, pi.BlockedReason, pi.BlockedReasons = Allowed, "", []string{}
+	} else {
+		pi.Result, pi.BlockedReason, pi.BlockedReasons = Blocked, blocking[0], blocking
+	}
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"archive/tar"
+	"archive/zip"
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// An archive's children are scanned one by one, each with its own data_id
+// and result; the parent takes the worst verdict and names the child.
+func TestArchiveChildrenAndWorst(t *testing.T) {
+	n := startNode(t, testConfig(t))
+	clean := randomBytes(t, 2000)
+	z := zipOf(t, map[string][]byte{
+		"docs/readme.txt": []byte("hello"), "bin/data.bin": clean, "eicar.com": eicar(),
+		"../../evil.txt": []byte("zip slip"), "/abs/path.txt": []byte("absolute"),
+	}, "docs/readme.txt", "bin/data.bin", "eicar.com", "../../evil.txt", "/abs/path.txt")
+	id := mustUpload(t, n.url(""), z, map[string]string{"filename": "bundle.zip"})
+	r := waitResult(t, n.url(""), id)
+	if path(r, "scan_results", "scan_all_result_i") != float64(1) || path(r, "process_info", "result") != "Blocked" {
+		t.Fatalf("archive with EICAR inside: %v %v", r["scan_results"], r["process_info"])
+	}
+	ef, _ := r["extracted_files"].(map[string]any)
+	if ef == nil || ef["files_extracted_count"] != float64(5) {
+		t.Fatalf("extracted_files: %v", r["extracted_files"])
+	}
+	files := ef["files_in_archive"].([]any)
+	byName := map[string]map[string]any{}
+	for _, f := range files {
+		m := f.(map[string]any)
+		byName[str(m["display_name"])] = m
+	}
+	bad := byName["eicar.com"]
+	if bad == nil || bad["scan_all_result_i"] != float64(1) || ef["worst_data_id"] != bad["data_id"] {
+		t.Errorf("worst child: %v, worst_data_id %v", bad, ef["worst_data_id"])
+	}
+	if byName["bin/data.bin"]["file_size"] != float64(len(clean)) || byName["bin/data.bin"]["scan_all_result_i"] != float64(0) {
+		t.Errorf("clean child summary: %v", byName["bin/data.bin"])
+	}
+	// Each child has its own full result, with its own hashes.
+	child := waitResult(t, n.url(""), str(byName["bin/data.bin"]["data_id"]))
+	if path(child, "file_info", "sha256") != digestsOf(clean).sha256 {
+		t.Errorf("child result: %v", child["file_info"])
+	}
+	// Hostile names are only names: nothing was written outside.
+	for _, p := range []string{filepath.Join(n.cfg.DataDir, "..", "evil.txt"), "/abs/path.txt", "/evil.txt"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("extraction wrote %s", p)
+		}
+	}
+}
+
+func TestArchivePagingAndNested(t *testing.T) {
+	n := startNode(t, testConfig(t))
+	files := map[string][]byte{}
+	var order []string
+	for i := range 120 {
+		name := fmt.Sprintf("f%03d.txt", i)
+		files[name], order = []byte(name), append(order, name)
+	}
+	id := mustUpload(t, n.url(""), zipOf(t, files, order...), nil)
+	waitResult(t, n.url(""), id)
+	var page map[string]any
+	getJSON(t, n.url("/file/"+id+"?first=100&size=50"), &page)
+	ef := page["extracted_files"].(map[string]any)
+	got := ef["files_in_archive"].([]any)
+	if len(got) != 20 || ef["first_index"] != float64(100) || ef["files_extracted_count"] != float64(120) ||
+		got[0].(map[string]any)["display_name"] != "f100.txt" {
+		t.Errorf("page first=100: %d entries, %v", len(got), ef["first_index"])
+	}
+	getJSON(t, n.url("/file/"+id), &page)
+	if l := len(page["extracted_files"].(map[string]any)["files_in_archive"].([]any)); l != 50 {
+		t.Errorf("default page size: %d", l)
+	}
+
+	// tar.gz holding EICAR: gzip → tar → file, two levels.
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	tw.WriteHeader(&tar.Header{Name: "inner/eicar.txt", Mode: 0o644, Size: int64(len(eicar()))})
+	tw.Write(eicar())
+	tw.Close()
+	var gz bytes.Buffer
+	gw := gzip.NewWriter(&gz)
+	gw.Write(tb.Bytes())
+	gw.Close()
+	r := waitResult(t, n.url(""), mustUpload(t, n.url(""), gz.Bytes(), map[string]string{"filename": "x.tar.gz"}))
+	if path(r, "scan_results", "scan_all_result_i") != float64(1) {
+		t.Errorf("EICAR inside tar.gz: %v", r["scan_results"])
+	}
+}
+
+// nestZip wraps content in depth levels of zip.
+func nestZip(t testing.TB, content []byte, depth int) []byte {
+	for i := range depth {
+		content = zipOf(t, map[string][]byte{fmt.Sprintf("level%d", i): content}, fmt.Sprintf("level%d", i))
+	}
+	return content
+}
+
+func TestArchiveLimits(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Workflows[0].Archive.MaxFiles = 50
+	n := startNode(t, cfg)
+	verdict := func(body []byte) (int, map[string]any) {
+		r := waitResult(t, n.url(""), mustUpload(t, n.url(""), body, nil))
+		return int(num(path(r, "scan_results", "scan_all_result_i"))), r
+	}
+	if code, r := verdict(nestZip(t, []byte("deep"), 12)); code != 9 {
+		t.Errorf("12-deep nesting: %d %v", code, r["process_info"])
+	}
+	if code, _ := verdict(nestZip(t, []byte("fine"), 3)); code != 0 {
+		t.Errorf("3-deep nesting: %d", code)
+	}
+	// A zip bomb: 300 MB of zeros compresses to a few hundred KB.
+	var b bytes.Buffer
+	w := zip.NewWriter(&b)
+	f, _ := w.Create("zeros.bin")
+	chunk := make([]byte, 1<<20)
+	for range 300 {
+		f.Write(chunk)
+	}
+	w.Close()
+	if code, r := verdict(b.Bytes()); code != 60 {
+		t.Errorf("zip bomb (%d bytes): %d %v", b.Len(), code, r["process_info"])
+	}
+	many := map[string][]byte{}
+	var order []string
+	for i := range 60 {
+		name := fmt.Sprintf("f%d", i)
+		many[name], order = []byte{byte(i)}, append(order, name)
+	}
+	if code, _ := verdict(zipOf(t, many, order...)); code != 14 {
+		t.Errorf("60 files over max_files 50: %d", code)
+	}
+}
+
+func TestArchiveSizeLimitAndErrors(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Workflows[0].Archive.MaxSize = 100_000
+	n := startNode(t, cfg)
+	big := zipOf(t, map[string][]byte{"a.bin": randomBytes(t, 80_000), "b.bin": randomBytes(t, 80_000)}, "a.bin", "b.bin")
+	r := waitResult(t, n.url(""), mustUpload(t, n.url(""), big, nil))
+	if path(r, "scan_results", "scan_all_result_i") != float64(13) {
+		t.Errorf("over max_size: %v", r["scan_results"])
+	}
+	// A corrupt entry: the archive's other entries are still scanned, and
+	// the error is served.
+	var zb bytes.Buffer
+	zw := zip.NewWriter(&zb)
+	g, _ := zw.Create("good.txt")
+	g.Write([]byte("good"))
+	bw, _ := zw.CreateHeader(&zip.FileHeader{Name: "bad.txt", Method: zip.Store})
+	bw.Write(bytes.Repeat([]byte("x"), 5000))
+	zw.Close()
+	z := zb.Bytes()
+	z[bytes.LastIndex(z, bytes.Repeat([]byte("x"), 10))] ^= 0xff // the stored bytes no longer match their CRC
+	id := mustUpload(t, n.url(""), z, map[string]string{"filename": "corrupt.zip"})
+	waitResult(t, n.url(""), id)
+	var xe map[string]any
+	if code := getJSON(t, n.url("/file/"+id+"/extraction-errors"), &xe); code != 200 || num(xe["total"]) < 1 ||
+		!strings.Contains(fmt.Sprint(xe["root_archive"]), "bad.txt") {
+		t.Errorf("extraction errors: %d %v", code, xe)
+	}
+}

@@ -1,0 +1,873 @@
+package engines
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/scangate/scangate/pkg/result"
+)
+
+// The tests below run a real clamd, started by the test with a generated
+// clamd.conf and a tiny signature database shipped in testdata (EICAR plus a
+// harmless marker). Without clamd they skip, unless SCANGATE_REQUIRE_CLAMD=1
+// (CI) makes that a failure.
+
+const (
+	clamTestNDB = "testdata/clamav/scangate-test.ndb"
+	// clamTestStreamMax is the StreamMaxLength of the test clamd.
+	clamTestStreamMax = 1 << 20
+	// the database the test clamd starts with
+	clamTestDBVersion = 27000
+)
+
+var clamTestDBTime = time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+
+// clamTestMarker is the harmless string the test database flags, assembled so
+// that this file itself does not match.
+func clamTestMarker() []byte { return []byte("SCANGATE-CLAMAV-" + "TEST-MARKER") }
+
+// findClamd returns the clamd binary, or skips (fails under
+// SCANGATE_REQUIRE_CLAMD=1) when there is none.
+func findClamd(tb testing.TB) string {
+	tb.Helper()
+	if p, err := exec.LookPath("clamd"); err == nil {
+		return p
+	}
+	for _, p := range []string{"/usr/sbin/clamd", "/usr/local/sbin/clamd"} {
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p
+		}
+	}
+	if os.Getenv("SCANGATE_REQUIRE_CLAMD") == "1" {
+		tb.Fatal("clamd not installed but SCANGATE_REQUIRE_CLAMD=1 (apt-get install clamav-daemon)")
+	}
+	tb.Skip("clamd not installed (apt-get install clamav-daemon); set SCANGATE_REQUIRE_CLAMD=1 to make this a failure")
+	return ""
+}
+
+// writeClamTestDB writes daily.cud into dir: an unsigned ClamAV database
+// container (512-byte CVD header + tar.gz holding daily.info and the shipped
+// .ndb). Unlike a loose .ndb, a "daily" container gives clamd a database
+// version and date, so VERSION answers like a production clamd:
+// "ClamAV 1.4.6/27000/Fri Nov 20 08:00:00 2026". Only unsigned (.cud)
+// containers can be made without ClamAV's signing key.
+func writeClamTestDB(tb testing.TB, dir string, version int, built time.Time) {
+	tb.Helper()
+	ndb, err := os.ReadFile(clamTestNDB)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sigs := bytes.Count(bytes.TrimSpace(ndb), []byte("\n")) + 1
+	sum := sha256.Sum256(ndb)
+	header := fmt.Sprintf("ClamAV-VDB:%s:%d:%d:1:%s:unsigned:scangate-test:%d",
+		built.UTC().Format("02 Jan 2006 15-04 -0700"), version, sigs, strings.Repeat("0", 32), built.Unix())
+	info := fmt.Sprintf("%s\ndaily.ndb:%d:%s\n", header, len(ndb), hex.EncodeToString(sum[:]))
+
+	var body bytes.Buffer
+	gz := gzip.NewWriter(&body)
+	tw := tar.NewWriter(gz)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{"daily.info", []byte(info)}, {"daily.ndb", ndb}} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Format: tar.FormatUSTAR}); err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	head := []byte(header + strings.Repeat(" ", 512-len(header)))
+	tmp := filepath.Join(dir, ".daily.cud.tmp")
+	if err := os.WriteFile(tmp, append(head, body.Bytes()...), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "daily.cud")); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// clamdProc is a clamd process owned by a test.
+type clamdProc struct {
+	tb     testing.TB
+	bin    string
+	dir    string
+	dbDir  string
+	conf   string
+	port   int
+	sock   string
+	cmd    *exec.Cmd
+	done   chan struct{}
+	output string
+}
+
+func (d *clamdProc) tcpAddr() string  { return fmt.Sprintf("tcp://127.0.0.1:%d", d.port) }
+func (d *clamdProc) unixAddr() string { return "unix://" + d.sock }
+
+// startClamd writes a clamd.conf and database into a temp dir, starts
+// clamd in the foreground and waits until it answers PING.
+func startClamd(tb testing.TB) *clamdProc {
+	tb.Helper()
+	bin := findClamd(tb)
+	dir := tb.TempDir()
+	d := &clamdProc{tb: tb, bin: bin, dir: dir, dbDir: filepath.Join(dir, "db"),
+		conf: filepath.Join(dir, "clamd.conf"), sock: filepath.Join(dir, "clamd.sock"),
+		output: filepath.Join(dir, "clamd.out")}
+	for _, sub := range []string{d.dbDir, filepath.Join(dir, "tmp")} {
+		if err := os.Mkdir(sub, 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	writeClamTestDB(tb, d.dbDir, clamTestDBVersion, clamTestDBTime)
+	d.port = clamFreePort(tb)
+	conf := strings.Join([]string{
+		// Stay attached: the test owns the process, reads its output and kills it.
+		"Foreground yes",
+		// Loopback TCP on a free port, plus a Unix socket to test unix:// addresses.
+		fmt.Sprintf("TCPSocket %d", d.port),
+		"TCPAddr 127.0.0.1",
+		"LocalSocket " + d.sock,
+		"LocalSocketMode 600",
+		// Only the test database: no freshclam, no network. clamd refuses
+		// to start without any signature, so this one matters.
+		"DatabaseDirectory " + d.dbDir,
+		// Small, so that a 1.5 MiB file exceeds it.
+		"StreamMaxLength 1M",
+		// Logs and pid in the temp dir, nothing in syslog or /var.
+		"LogFile " + filepath.Join(dir, "clamd.log"),
+		"LogSyslog no",
+		"LogTime yes",
+		"PidFile " + filepath.Join(dir, "clamd.pid"),
+		// INSTREAM spools each stream to a temp file: keep those here too.
+		"TemporaryDirectory " + filepath.Join(dir, "tmp"),
+		// No periodic database check: the tests reload explicitly (RELOAD).
+		"SelfCheck 0",
+		// No bytecode signatures to load; start faster.
+		"Bytecode no",
+		// "User" is deliberately unset: clamd then keeps the uid of the test
+		// process (root on CI, a normal user on a laptop), which owns the
+		// temp dir. Setting it would need root and an existing user.
+		"",
+	}, "\n")
+	if err := os.WriteFile(d.conf, []byte(conf), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	d.start()
+	tb.Cleanup(d.kill)
+	return d
+}
+
+func clamFreePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// start runs clamd with d's configuration and waits (up to 60s) for PONG.
+func (d *clamdProc) start() {
+	d.tb.Helper()
+	out, err := os.OpenFile(d.output, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		d.tb.Fatal(err)
+	}
+	defer out.Close()
+	cmd := exec.Command(d.bin, "--foreground", "--config-file="+d.conf)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		d.tb.Fatalf("start clamd: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	d.cmd, d.done = cmd, done
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if clamdRawCommand(fmt.Sprintf("127.0.0.1:%d", d.port), clamdPing) == "PONG" {
+			return
+		}
+		select {
+		case <-done:
+			d.tb.Fatalf("clamd exited during start-up:\n%s", d.logTail())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			d.kill()
+			d.tb.Fatalf("clamd did not answer PING within 60s:\n%s", d.logTail())
+		}
+	}
+}
+
+// kill stops clamd hard (SIGKILL) and waits for it.
+func (d *clamdProc) kill() {
+	if d.cmd == nil {
+		return
+	}
+	_ = d.cmd.Process.Kill()
+	<-d.done
+	d.cmd = nil
+}
+
+func (d *clamdProc) logTail() string {
+	b, _ := os.ReadFile(d.output)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// clamdRawCommand sends one z-command on a new connection; "" on any error.
+func clamdRawCommand(addr, cmd string) string {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return ""
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, cmd); err != nil {
+		return ""
+	}
+	reply, _ := clamdReadReply(bufio.NewReader(conn))
+	return reply
+}
+
+// clamdRawInstream scans data with a plain INSTREAM on a new connection, no
+// session and no pool: the baseline of the benchmark.
+func clamdRawInstream(addr string, data []byte) (string, error) {
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	msg := make([]byte, 0, len(clamdInstream)+8+len(data))
+	msg = append(msg, clamdInstream...)
+	msg = binary.BigEndian.AppendUint32(msg, uint32(len(data)))
+	msg = append(msg, data...)
+	msg = binary.BigEndian.AppendUint32(msg, 0)
+	if _, err := conn.Write(msg); err != nil {
+		return "", err
+	}
+	return clamdReadReply(bufio.NewReader(conn))
+}
+
+func newTestClamAV(tb testing.TB, opts ClamAVOptions) *ClamAV {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := NewClamAV(ctx, opts)
+	if err != nil {
+		tb.Fatalf("NewClamAV: %v", err)
+	}
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func clamScan(t *testing.T, c *ClamAV, data []byte) (Finding, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return c.ScanStream(ctx, &Input{Size: int64(len(data))}, bytes.NewReader(data))
+}
+
+func clamWant(t *testing.T, f Finding, err error, code int, threatPrefix string) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("ScanStream: %v", err)
+	}
+	if f.Code != code || !strings.HasPrefix(f.Threat, threatPrefix) || (threatPrefix == "" && f.Threat != "") {
+		t.Fatalf("finding = %+v, want code %d threat %q...", f, code, threatPrefix)
+	}
+}
+
+func clamCleanFile(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte('a' + i%26)
+	}
+	return b
+}
+
+func (c *ClamAV) idleCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.idle)
+}
+
+func TestClamAV(t *testing.T) {
+	d := startClamd(t)
+	c := newTestClamAV(t, ClamAVOptions{Address: d.tcpAddr()})
+
+	t.Run("Info", func(t *testing.T) {
+		info := c.Info()
+		if info.ID != "clamav" || info.Name != "ClamAV" {
+			t.Fatalf("info = %+v", info)
+		}
+		if info.Version == "" || strings.ContainsAny(info.Version, "/ ") {
+			t.Fatalf("version = %q, want clamd's engine version alone", info.Version)
+		}
+		if !strings.HasPrefix(clamdRawCommand(d.tcpAddr()[len("tcp://"):], clamdVersion), "ClamAV "+info.Version+"/") {
+			t.Fatalf("version %q is not clamd's", info.Version)
+		}
+		dt, err := time.Parse(result.TimeFormat, info.DefTime)
+		if err != nil {
+			t.Fatalf("def_time %q: %v", info.DefTime, err)
+		}
+		if !dt.Equal(clamTestDBTime) || info.DefTime != "2026-11-20T08:00:00.000Z" {
+			t.Fatalf("def_time = %q, want the test database's %v", info.DefTime, clamTestDBTime)
+		}
+	})
+
+	t.Run("Ping", func(t *testing.T) {
+		if err := c.Ping(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("Clean", func(t *testing.T) {
+		f, err := clamScan(t, c, []byte("just a harmless text file\n"))
+		clamWant(t, f, err, result.NoThreat, "")
+	})
+
+	t.Run("Empty", func(t *testing.T) {
+		f, err := clamScan(t, c, nil)
+		clamWant(t, f, err, result.NoThreat, "")
+	})
+
+	t.Run("EICAR", func(t *testing.T) {
+		f, err := clamScan(t, c, eicar())
+		clamWant(t, f, err, result.Infected, "Eicar-Test-Signature")
+	})
+
+	t.Run("Marker", func(t *testing.T) {
+		f, err := clamScan(t, c, append([]byte("some text around "), append(clamTestMarker(), " the marker"...)...))
+		clamWant(t, f, err, result.Infected, "ScanGate.Test.Marker")
+	})
+
+	t.Run("MarkerAcrossChunks", func(t *testing.T) {
+		// 300 KiB with the marker straddling the 64 KiB chunk boundary.
+		data := clamCleanFile(300 << 10)
+		copy(data[64<<10-10:], clamTestMarker())
+		f, err := clamScan(t, c, data)
+		clamWant(t, f, err, result.Infected, "ScanGate.Test.Marker")
+	})
+
+	t.Run("ExactlyStreamMaxLength", func(t *testing.T) {
+		f, err := clamScan(t, c, clamCleanFile(clamTestStreamMax))
+		clamWant(t, f, err, result.NoThreat, "")
+	})
+
+	t.Run("OverStreamMaxLength", func(t *testing.T) {
+		// The engine does not know the limit: clamd's reply says it.
+		before := c.idleCount()
+		f, err := c.ScanStream(context.Background(), &Input{}, bytes.NewReader(clamCleanFile(clamTestStreamMax*3/2)))
+		clamWant(t, f, err, result.Failed, ClamAVSizeLimitThreat)
+		if f.Threat != ClamAVSizeLimitThreat {
+			t.Fatalf("threat = %q", f.Threat)
+		}
+		if c.idleCount() > before {
+			t.Fatal("a session that clamd closed went back to the pool")
+		}
+		// The engine still works afterwards.
+		f, err = clamScan(t, c, []byte("after the limit"))
+		clamWant(t, f, err, result.NoThreat, "")
+	})
+
+	t.Run("OverKnownStreamMaxLength", func(t *testing.T) {
+		k := newTestClamAV(t, ClamAVOptions{Address: d.tcpAddr(), StreamMaxLength: clamTestStreamMax})
+		// Size known up front: failed without sending anything.
+		f, err := k.ScanStream(context.Background(), &Input{Size: clamTestStreamMax + 1}, clamErrReader{})
+		clamWant(t, f, err, result.Failed, ClamAVSizeLimitThreat)
+		// Size unknown: cut off locally once past the limit.
+		f, err = k.ScanStream(context.Background(), nil, bytes.NewReader(clamCleanFile(clamTestStreamMax+1)))
+		clamWant(t, f, err, result.Failed, ClamAVSizeLimitThreat)
+		f, err = clamScan(t, k, clamCleanFile(clamTestStreamMax))
+		clamWant(t, f, err, result.NoThreat, "")
+	})
+
+	t.Run("SessionReuse", func(t *testing.T) {
+		s := newTestClamAV(t, ClamAVOptions{Address: d.tcpAddr()})
+		for i := range 5 {
+			data := []byte("clean")
+			want, prefix := result.NoThreat, ""
+			if i%2 == 1 {
+				data, want, prefix = eicar(), result.Infected, "Eicar-Test-Signature"
+			}
+			f, err := clamScan(t, s, data)
+			clamWant(t, f, err, want, prefix)
+		}
+		s.mu.Lock()
+		n, id := len(s.idle), s.idle[0].nextID
+		s.mu.Unlock()
+		if n != 1 || id != 6 {
+			t.Fatalf("pool has %d sessions, next request %d; want 1 session that ran 5 scans", n, id)
+		}
+	})
+
+	t.Run("UnixSocket", func(t *testing.T) {
+		u := newTestClamAV(t, ClamAVOptions{Address: d.unixAddr()})
+		for range 3 {
+			f, err := clamScan(t, u, eicar())
+			clamWant(t, f, err, result.Infected, "Eicar-Test-Signature")
+		}
+		if err := u.Ping(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("Concurrent", func(t *testing.T) {
+		const workers, perWorker = 32, 8
+		var wg sync.WaitGroup
+		var bad atomic.Int32
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range perWorker {
+					data, want := []byte(fmt.Sprintf("clean file %d/%d", w, i)), result.NoThreat
+					switch (w + i) % 3 {
+					case 1:
+						data, want = eicar(), result.Infected
+					case 2:
+						data, want = append(clamCleanFile(100<<10), clamTestMarker()...), result.Infected
+					}
+					f, err := c.ScanStream(context.Background(), &Input{Size: int64(len(data))}, bytes.NewReader(data))
+					if err != nil || f.Code != want {
+						bad.Add(1)
+						t.Errorf("worker %d scan %d: %+v, %v; want code %d", w, i, f, err, want)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if bad.Load() == 0 && c.idleCount() > ClamAVDefaultPoolSize {
+			t.Fatalf("pool holds %d idle sessions, more than PoolSize", c.idleCount())
+		}
+	})
+
+	t.Run("Cancel", func(t *testing.T) {
+		// Cancelled before: no I/O at all.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := c.ScanStream(ctx, nil, clamErrReader{}); !errors.Is(err, context.Canceled) {
+			t.Fatalf("pre-cancelled: err = %v", err)
+		}
+		// Cancelled while a slow, endless file streams.
+		ctx, cancel = context.WithCancel(context.Background())
+		time.AfterFunc(200*time.Millisecond, cancel)
+		start := time.Now()
+		_, err := c.ScanStream(ctx, nil, &clamSlowReader{})
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+		if el := time.Since(start); el > time.Second {
+			t.Fatalf("cancellation took %v", el)
+		}
+		// A deadline from opts.Timeout works the same way.
+		tm := newTestClamAV(t, ClamAVOptions{Address: d.tcpAddr(), Timeout: 300 * time.Millisecond})
+		start = time.Now()
+		_, err = tm.ScanStream(context.Background(), nil, &clamSlowReader{})
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "timed out") {
+			t.Fatalf("err = %v, want a timeout", err)
+		}
+		if el := time.Since(start); el > time.Second {
+			t.Fatalf("timeout took %v", el)
+		}
+		f, err := clamScan(t, c, []byte("still fine"))
+		clamWant(t, f, err, result.NoThreat, "")
+	})
+
+	t.Run("ReadError", func(t *testing.T) {
+		_, err := c.ScanStream(context.Background(), nil, clamErrReader{})
+		if err == nil || !strings.Contains(err.Error(), "read file") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+
+	t.Run("Refresh", func(t *testing.T) {
+		newTime := time.Date(2026, 11, 21, 9, 30, 5, 0, time.UTC)
+		writeClamTestDB(t, d.dbDir, clamTestDBVersion+1, newTime)
+		if r := clamdRawCommand(d.tcpAddr()[len("tcp://"):], "zRELOAD\x00"); r != "RELOADING" {
+			t.Fatalf("RELOAD: %q", r)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for c.Info().DefTime != "2026-11-21T09:30:05.000Z" {
+			if time.Now().After(deadline) {
+				t.Fatalf("def_time still %q after reload", c.Info().DefTime)
+			}
+			time.Sleep(100 * time.Millisecond)
+			if err := c.Refresh(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f, err := clamScan(t, c, eicar())
+		clamWant(t, f, err, result.Infected, "Eicar-Test-Signature")
+	})
+}
+
+// TestClamAVClamdRestart kills clamd under a pool of live sessions, expects
+// clear errors while it is down, and working scans once it is back.
+func TestClamAVClamdRestart(t *testing.T) {
+	d := startClamd(t)
+	c := newTestClamAV(t, ClamAVOptions{Address: d.tcpAddr(), Timeout: 10 * time.Second})
+
+	// Fill the pool with several sessions: 8 scans held open at once (each
+	// blocks after its first chunk until all 8 have a session).
+	var wg, arrived sync.WaitGroup
+	gate := make(chan struct{})
+	arrived.Add(8)
+	go func() { arrived.Wait(); close(gate) }()
+	for range 8 {
+		wg.Go(func() {
+			r := io.MultiReader(bytes.NewReader(clamCleanFile(ClamAVDefaultChunkSize)),
+				clamGateReader{arrived: &arrived, gate: gate}, bytes.NewReader(clamTestMarker()))
+			f, err := c.ScanStream(context.Background(), nil, r)
+			if err != nil || f.Code != result.Infected {
+				t.Errorf("scan: %+v, %v", f, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := c.idleCount(); n != ClamAVDefaultPoolSize {
+		t.Fatalf("pool holds %d sessions, want %d", n, ClamAVDefaultPoolSize)
+	}
+
+	d.kill()
+	f, err := clamScan(t, c, []byte("clean"))
+	if err == nil {
+		t.Fatalf("scan with clamd down: %+v, want an error", f)
+	}
+	if !strings.Contains(err.Error(), "clamd") {
+		t.Fatalf("unclear error: %v", err)
+	}
+	t.Logf("clamd down: %v", err)
+	if err := c.Ping(context.Background()); err == nil {
+		t.Fatal("Ping with clamd down succeeded")
+	}
+	if err := c.Refresh(context.Background()); err == nil {
+		t.Fatal("Refresh with clamd down succeeded")
+	}
+
+	d.start()
+	for range 3 {
+		wg.Go(func() {
+			for i := range 4 {
+				data, want := []byte("clean"), result.NoThreat
+				if i%2 == 0 {
+					data, want = eicar(), result.Infected
+				}
+				f, err := c.ScanStream(context.Background(), nil, bytes.NewReader(data))
+				if err != nil || f.Code != want {
+					t.Errorf("scan after restart: %+v, %v", f, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := c.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestClamAVStaleSessionRetry: a pooled session that a server drops when
+// the next command arrives (so the liveness check cannot see it) costs a
+// retry, not a failed scan.
+func TestClamAVStaleSessionRetry(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var conns atomic.Int32
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go fakeClamdOneScan(conn)
+		}
+	}()
+	c := newTestClamAV(t, ClamAVOptions{Address: "tcp://" + l.Addr().String()})
+	for i := range 3 {
+		f, err := clamScan(t, c, []byte("clean"))
+		clamWant(t, f, err, result.NoThreat, "")
+		if i == 0 && c.idleCount() != 1 {
+			t.Fatalf("pool holds %d sessions, want 1", c.idleCount())
+		}
+	}
+	// VERSION, the first session, then one new session per later scan
+	// after its stale one failed.
+	if got := conns.Load(); got != 4 {
+		t.Fatalf("%d connections, want 4", got)
+	}
+}
+
+// fakeClamdOneScan answers VERSION, or one INSTREAM in a session, then drops
+// the connection as soon as the next command arrives.
+func fakeClamdOneScan(conn net.Conn) {
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	cmd, err := br.ReadString(0)
+	if err != nil {
+		return
+	}
+	if cmd == clamdVersion {
+		_, _ = io.WriteString(conn, "ClamAV 9.9.9/1/Fri Nov 20 08:00:00 2026\x00")
+		return
+	}
+	if cmd != clamdIDSession {
+		return
+	}
+	if cmd, err = br.ReadString(0); err != nil || cmd != clamdInstream {
+		return
+	}
+	for {
+		var n uint32
+		if err := binary.Read(br, binary.BigEndian, &n); err != nil {
+			return
+		}
+		if n == 0 {
+			break
+		}
+		if _, err := br.Discard(int(n)); err != nil {
+			return
+		}
+	}
+	_, _ = io.WriteString(conn, "1: stream: OK\x00")
+	_, _ = br.ReadByte() // the next command: drop the session
+}
+
+func TestNewClamAVNoClamd(t *testing.T) {
+	port := clamFreePort(t) // nothing listens there any more
+	_, err := NewClamAV(context.Background(), ClamAVOptions{Address: fmt.Sprintf("tcp://127.0.0.1:%d", port), Timeout: 2 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "does not answer") {
+		t.Fatalf("err = %v", err)
+	}
+	for _, bad := range []string{"", "tcp://nohostport", "localhost", "unix://"} {
+		if _, err := NewClamAV(context.Background(), ClamAVOptions{Address: bad}); err == nil {
+			t.Errorf("address %q accepted", bad)
+		}
+	}
+}
+
+func TestParseClamdAddress(t *testing.T) {
+	for in, want := range map[string][2]string{
+		"tcp://127.0.0.1:3310":         {"tcp", "127.0.0.1:3310"},
+		"tcp://[::1]:3310":             {"tcp", "[::1]:3310"},
+		"clamd:3310":                   {"tcp", "clamd:3310"},
+		"unix:///run/clamav/clamd.ctl": {"unix", "/run/clamav/clamd.ctl"},
+		"/run/clamav/clamd.ctl":        {"unix", "/run/clamav/clamd.ctl"},
+	} {
+		n, a, err := parseClamdAddress(in)
+		if err != nil || n != want[0] || a != want[1] {
+			t.Errorf("parseClamdAddress(%q) = %q, %q, %v; want %v", in, n, a, err, want)
+		}
+	}
+}
+
+func TestParseClamdVersion(t *testing.T) {
+	tests := []struct {
+		reply, version, defTime string
+	}{
+		{"ClamAV 1.4.3/27000/Thu Nov 20 08:00:00 2026", "1.4.3", "2026-11-20T08:00:00.000Z"},
+		{"ClamAV 1.0.7/26951/Fri Jun  6 07:35:51 2025", "1.0.7", "2025-06-06T07:35:51.000Z"},
+		{"ClamAV 1.4.6", "1.4.6", ""},
+	}
+	for _, tt := range tests {
+		v, dt, err := parseClamdVersion(tt.reply)
+		got := ""
+		if !dt.IsZero() {
+			got = result.FormatTime(dt)
+		}
+		if err != nil || v != tt.version || got != tt.defTime {
+			t.Errorf("parseClamdVersion(%q) = %q, %q, %v", tt.reply, v, got, err)
+		}
+	}
+	for _, bad := range []string{"", "PONG", "ClamAV ", "ClamAV 1.4.3/27000/yesterday"} {
+		if _, _, err := parseClamdVersion(bad); err == nil {
+			t.Errorf("parseClamdVersion(%q) accepted", bad)
+		}
+	}
+}
+
+func TestParseStreamReply(t *testing.T) {
+	tests := []struct {
+		reply  string
+		code   int
+		threat string
+		ok     bool
+		err    bool
+	}{
+		{"stream: OK", result.NoThreat, "", true, false},
+		{"stream: Eicar-Signature FOUND", result.Infected, "Eicar-Signature", true, false},
+		{"stream: Win.Test.EICAR_HDB-1(44d88612fea8a8f36de82e1278abb02f:68) FOUND", result.Infected, "Win.Test.EICAR_HDB-1", true, false},
+		{"stream: Odd(name) FOUND", result.Infected, "Odd(name)", true, false},
+		{"INSTREAM size limit exceeded. ERROR", result.Failed, ClamAVSizeLimitThreat, false, false},
+		{"stream: Can't allocate memory ERROR", 0, "", false, true},
+		{"COMMAND READ TIMED OUT", 0, "", false, true},
+		{"stream:  FOUND", 0, "", false, true},
+	}
+	for _, tt := range tests {
+		f, ok, err := parseClamdStreamReply(tt.reply)
+		if f.Code != tt.code || f.Threat != tt.threat || ok != tt.ok || (err != nil) != tt.err {
+			t.Errorf("parseClamdStreamReply(%q) = %+v, %v, %v", tt.reply, f, ok, err)
+		}
+	}
+	// Session replies carry the request number, which must match.
+	s := &clamInstream{}
+	if f, ok, err := s.verdict(3, "3: stream: OK"); err != nil || !ok || f.Code != result.NoThreat {
+		t.Errorf("verdict: %+v %v %v", f, ok, err)
+	}
+	if _, _, err := s.verdict(3, "2: stream: OK"); err == nil {
+		t.Error("a reply to another request was accepted")
+	}
+}
+
+// The shipped database flags exactly the EICAR file and the test marker.
+func TestClamAVTestDatabase(t *testing.T) {
+	b, err := os.ReadFile(clamTestNDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "Eicar-Test-Signature:0:0:" + hex.EncodeToString(eicar()) + "\n" +
+		"ScanGate.Test.Marker:0:*:" + hex.EncodeToString(clamTestMarker()) + "\n"
+	if string(b) != want {
+		t.Fatalf("%s =\n%s\nwant\n%s", clamTestNDB, b, want)
+	}
+}
+
+// clamSlowReader is an endless file that trickles in.
+type clamSlowReader struct{}
+
+func (*clamSlowReader) Read(p []byte) (int, error) {
+	time.Sleep(5 * time.Millisecond)
+	n := min(len(p), 512)
+	for i := range p[:n] {
+		p[i] = 'x'
+	}
+	return n, nil
+}
+
+// clamGateReader marks its arrival, then waits for the gate; it reads nothing.
+type clamGateReader struct {
+	arrived *sync.WaitGroup
+	gate    chan struct{}
+}
+
+func (g clamGateReader) Read([]byte) (int, error) {
+	g.arrived.Done()
+	<-g.gate
+	return 0, io.EOF
+}
+
+type clamErrReader struct{}
+
+func (clamErrReader) Read([]byte) (int, error) { return 0, errors.New("disk on fire") }
+
+const clamBenchWorkers = 32
+
+// BenchmarkClamAV4KiB scans 4 KiB clean files from 32 goroutines, through
+// ClamAV.ScanStream (sessions, pool) and through raw INSTREAM calls on a new
+// connection each (no pool), in the same run against the same clamd.
+//
+//	go test -run '^$' -bench ClamAV4KiB -benchtime 4000x ./scanner/engines/
+func BenchmarkClamAV4KiB(b *testing.B) {
+	d := startClamd(b)
+	c := newTestClamAV(b, ClamAVOptions{Address: d.tcpAddr()})
+	c32 := newTestClamAV(b, ClamAVOptions{Address: d.tcpAddr(), PoolSize: clamBenchWorkers})
+	addr := d.tcpAddr()[len("tcp://"):]
+	data := clamCleanFile(4 << 10)
+
+	// run scans n files from clamBenchWorkers goroutines.
+	run := func(n int, scan func() error) time.Duration {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		var failed atomic.Value
+		start := time.Now()
+		for range clamBenchWorkers {
+			wg.Go(func() {
+				for next.Add(1) <= int64(n) {
+					if err := scan(); err != nil {
+						failed.Store(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if err, _ := failed.Load().(error); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	through := func(c *ClamAV) func() error {
+		return func() error {
+			f, err := c.ScanStream(context.Background(), &Input{Size: int64(len(data))}, bytes.NewReader(data))
+			if err == nil && f.Code != result.NoThreat {
+				err = fmt.Errorf("finding %+v", f)
+			}
+			return err
+		}
+	}
+	pooled, pooled32 := through(c), through(c32)
+	raw := func() error {
+		r, err := clamdRawInstream(addr, data)
+		if err == nil && r != "stream: OK" {
+			err = fmt.Errorf("reply %q", r)
+		}
+		return err
+	}
+	// Warm both paths (pool filled, clamd threads started).
+	for range clamBenchWorkers {
+		_ = pooled()
+		_ = pooled32()
+		_ = raw()
+	}
+	// The three ways take turns in rounds, so that noise from other work on
+	// the machine hits them alike.
+	const rounds = 10
+	var tPool, tPool32, tRaw time.Duration
+	b.ResetTimer()
+	for i := range rounds {
+		n := b.N/rounds + min(1, max(0, b.N%rounds-i))
+		tPool += run(n, pooled)
+		tRaw += run(n, raw)
+		tPool32 += run(n, pooled32)
+	}
+	b.StopTimer()
+	rate := func(d time.Duration) float64 { return float64(b.N) / d.Seconds() }
+	b.ReportMetric(rate(tPool), "pool_files/s")
+	b.ReportMetric(rate(tPool32), "pool32_files/s")
+	b.ReportMetric(rate(tRaw), "raw_files/s")
+	b.ReportMetric(rate(tPool)/rate(tRaw), "pool/raw")
+	b.ReportMetric(0, "ns/op") // three phases share b.N: ns/op means nothing
+}

@@ -131,3 +131,72 @@ func TestCancelRunningScan(t *testing.T) {
 		t.Errorf("verdict changed after the scanner stopped: %v", after["scan_results"])
 	}
 }
+
+// selectiveBlocker blocks only on files with a given name, so a test can
+// hold an archive's extraction at one child.
+type selectiveBlocker struct {
+	name    string
+	started chan string
+	stopped chan error
+}
+
+func (b selectiveBlocker) Info() engines.Info {
+	return engines.Info{ID: "slow", Name: "Slow", Version: "1", DefTime: "2026-01-01T00:00:00.000Z"}
+}
+
+func (b selectiveBlocker) ScanStream(ctx context.Context, in *engines.Input, r io.Reader) (engines.Finding, error) {
+	if in.DisplayName != b.name {
+		return engines.Finding{}, nil
+	}
+	b.started <- in.DataID
+	<-ctx.Done()
+	b.stopped <- ctx.Err()
+	return engines.Finding{}, ctx.Err()
+}
+
+// Cancelling an archive stops the scan of the child in progress and of
+// the children not reached yet.
+func TestCancelArchiveCascades(t *testing.T) {
+	cfg := testConfig(t)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := start(context.Background(), cfg, []role{roleIngest, roleNotifier}, testLog{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	slow := selectiveBlocker{name: "slow.txt", started: make(chan string, 1), stopped: make(chan error, 1)}
+	blobs, _ := blob.NewFS(filepath.Join(cfg.DataDir, "blobs"))
+	sc := scanner.New(n.bus, blobs, scanner.Options{Workers: 1, Timeout: time.Minute, Workflows: workflow.NewSet(cfg.Workflows),
+		Engines: []scanner.NamedEngine{{Name: "signatures", Engine: slow}}}, n.log)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go sc.Run(ctx)
+
+	z := zipOf(t, map[string][]byte{"a.txt": []byte("a"), "slow.txt": []byte("s"), "c.txt": []byte("c")}, "a.txt", "slow.txt", "c.txt")
+	id := mustUpload(t, n.url(""), z, map[string]string{"filename": "three.zip"})
+	select {
+	case <-slow.started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the slow child never started")
+	}
+	if code, out := cancel(t, n.url(""), id); code != 200 {
+		t.Fatalf("cancel: %d %v", code, out)
+	}
+	select {
+	case err := <-slow.stopped:
+		if err == nil {
+			t.Error("child scan ended without its context being cancelled")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the child scan in progress was not stopped by the parent's cancel")
+	}
+	if r := waitResult(t, n.url(""), id); path(r, "scan_results", "scan_all_result_i") != float64(19) {
+		t.Errorf("parent after cancel: %v", r["scan_results"])
+	}
+	// The worker is free again: a plain file scans.
+	if r := waitResult(t, n.url(""), mustUpload(t, n.url(""), []byte("after"), nil)); path(r, "process_info", "result") != "Allowed" {
+		t.Errorf("next file after the cancelled archive: %v", r["process_info"])
+	}
+}

@@ -429,13 +429,7 @@ func TestSignaturesChunkBoundaries(t *testing.T) {
 		}
 		variants = append(variants, variant{sigOptions{chunk: chunk}, offs})
 	}
-	var offs []int
-	for k := 1; k <= 3; k++ {
-		for d := -40; d <= 40; d++ {
-			offs = append(offs, k*sigChunk+d)
-		}
-	}
-	variants = append(variants, variant{sigOptions{}, offs})
+	variants = append(variants, variant{sigOptions{}, nil})
 	for _, sg := range sigs {
 		ndb := sg.ndb
 		if strings.Contains(ndb, "%x") {
@@ -447,8 +441,8 @@ func TestSignaturesChunkBoundaries(t *testing.T) {
 			// them too, whatever the extents are.
 			offsets := v.offsets
 			if v.o.chunk == 0 {
-				for k := range 4 {
-					for d := -40; d <= 40; d++ {
+				for k := range 2 {
+					for d := -24; d <= 24; d++ {
 						offsets = append(offsets, s.bufCap-int(s.right)+k*sigChunk+d)
 					}
 				}

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -166,5 +167,60 @@ func TestArchiveSizeLimitAndErrors(t *testing.T) {
 	if code := getJSON(t, n.url("/file/"+id+"/extraction-errors"), &xe); code != 200 || num(xe["total"]) < 1 ||
 		!strings.Contains(fmt.Sprint(xe["root_archive"]), "bad.txt") {
 		t.Errorf("extraction errors: %d %v", code, xe)
+	}
+}
+
+// zipCryptoZip writes a zip whose one entry is encrypted with traditional
+// PKWARE encryption (ZipCrypto), stored.
+func zipCryptoZip(t testing.TB, name string, data []byte, password string) []byte {
+	t.Helper()
+	k := [3]uint32{0x12345678, 0x23456789, 0x34567890}
+	crc := func(c uint32, b byte) uint32 { return crc32.IEEETable[(c^uint32(b))&0xff] ^ (c >> 8) }
+	update := func(p byte) {
+		k[0] = crc(k[0], p)
+		k[1] = (k[1]+(k[0]&0xff))*134775813 + 1
+		k[2] = crc(k[2], byte(k[1]>>24))
+	}
+	for _, c := range []byte(password) {
+		update(c)
+	}
+	sum := crc32.ChecksumIEEE(data)
+	plain := append(append(randomBytes(t, 11), byte(sum>>24)), data...)
+	enc := make([]byte, len(plain))
+	for i, p := range plain {
+		tmp := k[2] | 2
+		enc[i] = p ^ byte((tmp*(tmp^1))>>8)
+		update(p)
+	}
+	var b bytes.Buffer
+	w := zip.NewWriter(&b)
+	fh := &zip.FileHeader{Name: name, Method: zip.Store, Flags: 1, CRC32: sum,
+		CompressedSize64: uint64(len(enc)), UncompressedSize64: uint64(len(data))}
+	f, err := w.CreateRaw(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(enc)
+	w.Close()
+	return b.Bytes()
+}
+
+// An encrypted archive is 12 Encrypted Archive unless archivepwd opens it;
+// then what is inside is scanned like anything else.
+func TestEncryptedArchivePasswords(t *testing.T) {
+	n := startNode(t, testConfig(t))
+	z := zipCryptoZip(t, "secret.com", eicar(), "s3cret pw")
+	r := waitResult(t, n.url(""), mustUpload(t, n.url(""), z, map[string]string{"filename": "locked.zip"}))
+	if path(r, "scan_results", "scan_all_result_i") != float64(12) || path(r, "process_info", "result") != "Blocked" {
+		t.Errorf("no password: %v %v", r["scan_results"], r["process_info"])
+	}
+	r = waitResult(t, n.url(""), mustUpload(t, n.url(""), z, map[string]string{"archivepwd": "wrong"}))
+	if path(r, "scan_results", "scan_all_result_i") != float64(12) {
+		t.Errorf("wrong password: %v", r["scan_results"])
+	}
+	// The right password, percent-encoded as clients send it, among others.
+	r = waitResult(t, n.url(""), mustUpload(t, n.url(""), z, map[string]string{"archivepwd": "nope", "archivepwd1": "s3cret%20pw"}))
+	if path(r, "scan_results", "scan_all_result_i") != float64(1) {
+		t.Errorf("right password: EICAR inside not found: %v", r["scan_results"])
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"runtime/debug"
 	"strings"
 	"unicode/utf8"
@@ -115,6 +116,13 @@ type Entry struct {
 	// Options.Passwords opened it: encrypted entries that no password opens
 	// are reported to OnError and never passed to fn).
 	Encrypted bool
+	// Special is true for an entry that the archive marks as a symlink,
+	// device, fifo or socket but that carries data (zip, 7z and RAR 3/4
+	// store a symlink's target as its data). It is passed to fn anyway:
+	// extractors that ignore Unix modes (Windows Explorer, 7-Zip on
+	// Windows, ...) write such an entry out as a regular file, so hiding a
+	// payload as a "symlink" must not hide it from the scanner.
+	Special bool
 }
 
 // Errors reported through Options.OnError or returned by Walk. Test them
@@ -177,8 +185,9 @@ const probeSize = 16 << 10
 type Result struct {
 	// Entries counts the regular-file entries passed to fn.
 	Entries int
-	// Skipped counts the entries that are not regular files (directories,
-	// symlinks, hard links, devices, ...): they are not passed to fn.
+	// Skipped counts the entries that are not passed to fn because they are
+	// not files and carry no data (directories, tar links and devices, RAR 5
+	// links, empty zip/7z symlinks...).
 	Skipped int
 	// Encrypted counts the encrypted entries that no password opened; each
 	// was reported to OnError with an error wrapping ErrEncrypted.
@@ -198,7 +207,10 @@ type Result struct {
 // io.NewSectionReader. The single-stream compressors (gzip, bzip2, xz,
 // zstd) yield exactly one entry, the decompressed stream, named after the
 // gzip header's name or else opts.Name without the compressor extension.
-// Directories, symlinks, hard links and devices are skipped.
+// Directories, and links/devices that carry no data (tar links and
+// devices, RAR 5 redirections, empty zip/7z specials) are skipped; a
+// zip/7z/RAR 3-4 symlink or device entry that does carry data is passed
+// to fn with Entry.Special set (see there).
 //
 // Per-entry problems (wrong or missing password, corrupt data, unsupported
 // method) are reported to opts.OnError and the walk goes on where the format
@@ -407,14 +419,15 @@ func dropRune(r rune) bool {
 	return false
 }
 
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
+// skipSpecial says whether an entry of mode m with the given declared size
+// is left out of a zip/7z/rar walk: directories always, other non-regular
+// entries only when they carry no data.
+func skipSpecial(m fs.FileMode, size uint64) (skip, special bool) {
+	switch {
+	case m.IsDir():
+		return true, false
+	case m.IsRegular():
+		return false, false
+	}
+	return size == 0, true
 }

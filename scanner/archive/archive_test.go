@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bodgit/sevenzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )
@@ -29,6 +30,7 @@ type got struct {
 	name    string
 	size    int64
 	enc     bool
+	special bool
 	data    string
 	readErr error
 }
@@ -37,6 +39,8 @@ type nameErr struct {
 	name string
 	err  error
 }
+
+func (n nameErr) String() string { return n.name + ": " + n.err.Error() }
 
 type walkOut struct {
 	entries []got
@@ -81,13 +85,13 @@ func walkBytes(t *testing.T, kind Kind, data []byte, opts Options) walkOut {
 	out.res, out.err = Walk(context.Background(), kind, bytes.NewReader(data), int64(len(data)), opts,
 		func(e Entry, body io.Reader) error {
 			b, err := readAllLimited(body)
-			out.entries = append(out.entries, got{e.Name, e.Size, e.Encrypted, string(b), err})
+			out.entries = append(out.entries, got{e.Name, e.Size, e.Encrypted, e.Special, string(b), err})
 			return err
 		})
 	return out
 }
 
-func fixture(t *testing.T, name string) []byte {
+func fixture(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
@@ -107,7 +111,7 @@ func wantContent(t *testing.T, o walkOut, name, content string) {
 	}
 }
 
-func makeTar(t *testing.T, files []tar.Header, data map[string]string) []byte {
+func makeTar(t testing.TB, files []tar.Header, data map[string]string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -127,7 +131,7 @@ func makeTar(t *testing.T, files []tar.Header, data map[string]string) []byte {
 	return buf.Bytes()
 }
 
-func gzipBytes(t *testing.T, name string, data []byte) []byte {
+func gzipBytes(t testing.TB, name string, data []byte) []byte {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	zw.Name = name
@@ -138,7 +142,7 @@ func gzipBytes(t *testing.T, name string, data []byte) []byte {
 	return buf.Bytes()
 }
 
-func xzBytes(t *testing.T, data []byte, dictCap int) []byte {
+func xzBytes(t testing.TB, data []byte, dictCap int) []byte {
 	var buf bytes.Buffer
 	xw, err := xz.WriterConfig{DictCap: dictCap}.NewWriter(&buf)
 	if err != nil {
@@ -151,7 +155,7 @@ func xzBytes(t *testing.T, data []byte, dictCap int) []byte {
 	return buf.Bytes()
 }
 
-func zstdBytes(t *testing.T, data []byte) []byte {
+func zstdBytes(t testing.TB, data []byte) []byte {
 	enc, err := zstd.NewWriter(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -223,6 +227,7 @@ func TestZipBasic(t *testing.T) {
 		{name: "../../evil.txt", data: []byte("evil"), method: zip.Deflate},
 		{name: "/abs/path", data: []byte("abs"), method: zip.Store},
 		{name: "link", data: []byte("/etc/passwd"), mode: fs.ModeSymlink | 0o777},
+		{name: "emptylink", mode: fs.ModeSymlink | 0o777},
 		{name: "ctl\x00na\x1bme\u202e.txt", data: []byte("ctl"), method: zip.Store},
 		{name: "empty.txt", method: zip.Store},
 	})
@@ -230,7 +235,7 @@ func TestZipBasic(t *testing.T) {
 	if o.err != nil || len(o.errs) != 0 {
 		t.Fatalf("err %v, entry errors %v", o.err, o.errs)
 	}
-	want := []string{"stored.txt", "deflated.txt", "dir/nested/deep.txt", "../../evil.txt", "/abs/path", "ctlname.txt", "empty.txt"}
+	want := []string{"stored.txt", "deflated.txt", "dir/nested/deep.txt", "../../evil.txt", "/abs/path", "link", "ctlname.txt", "empty.txt"}
 	if fmt.Sprint(o.names()) != fmt.Sprint(want) {
 		t.Fatalf("names %q, want %q", o.names(), want)
 	}
@@ -242,7 +247,13 @@ func TestZipBasic(t *testing.T) {
 	if g := o.entry(t, "deflated.txt"); g.size != int64(len(big)) || g.enc {
 		t.Fatalf("deflated.txt: size %d enc %v", g.size, g.enc)
 	}
-	if o.res != (Result{Entries: 7, Skipped: 2}) {
+	// A symlink with data reaches fn, flagged (Windows extractors write it
+	// out as a file); one without data is skipped like the directory.
+	wantContent(t, o, "link", "/etc/passwd")
+	if !o.entry(t, "link").special || o.entry(t, "stored.txt").special {
+		t.Fatal("Special flag wrong")
+	}
+	if o.res != (Result{Entries: 8, Skipped: 2}) {
 		t.Fatalf("result %+v", o.res)
 	}
 }
@@ -286,11 +297,14 @@ func TestZipOtherMethods(t *testing.T) {
 	data := makeZip(t, []zentry{
 		{name: "zstd.txt", data: payload, method: zipZstd},
 		{name: "xz.txt", data: payload, method: zipXz},
+		{name: "bzip2.txt", data: []byte("hello bzip2\n"), rawBody: fixture(t, "hello.txt.bz2"), method: zipBzip2},
 		{name: "lzma.bin", rawBody: []byte("\x09\x14\x05\x00junk"), method: zip.Store},
 		{name: "after.txt", data: []byte("after"), method: zip.Deflate},
 	}, func(zw *zip.Writer) {
 		zw.RegisterCompressor(zipZstd, func(w io.Writer) (io.WriteCloser, error) { return zstd.NewWriter(w) })
-		zw.RegisterCompressor(zipXz, func(w io.Writer) (io.WriteCloser, error) { return xz.NewWriter(w) })
+		// archive/zip builds the compressor before writing the local header,
+		// and xz.NewWriter writes its stream header at once: defer it.
+		zw.RegisterCompressor(zipXz, func(w io.Writer) (io.WriteCloser, error) { return &lazyXz{w: w}, nil })
 	})
 	// Turn lzma.bin's method into 14 (LZMA, unsupported) in both headers.
 	data = patchZipMethod(t, data, "lzma.bin", 14)
@@ -300,13 +314,40 @@ func TestZipOtherMethods(t *testing.T) {
 	}
 	wantContent(t, o, "zstd.txt", string(payload))
 	wantContent(t, o, "xz.txt", string(payload))
+	wantContent(t, o, "bzip2.txt", "hello bzip2\n")
 	wantContent(t, o, "after.txt", "after")
 	if err := o.errFor("lzma.bin"); !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("lzma.bin: %v, want ErrUnsupported", err)
 	}
-	if o.res != (Result{Entries: 3, Errors: 1}) {
+	if o.res != (Result{Entries: 4, Errors: 1}) {
 		t.Fatalf("result %+v", o.res)
 	}
+}
+
+type lazyXz struct {
+	w  io.Writer
+	xw *xz.Writer
+}
+
+func (l *lazyXz) init() (err error) {
+	if l.xw == nil {
+		l.xw, err = xz.NewWriter(l.w)
+	}
+	return err
+}
+
+func (l *lazyXz) Write(p []byte) (int, error) {
+	if err := l.init(); err != nil {
+		return 0, err
+	}
+	return l.xw.Write(p)
+}
+
+func (l *lazyXz) Close() error {
+	if err := l.init(); err != nil {
+		return err
+	}
+	return l.xw.Close()
 }
 
 // patchZipMethod rewrites the method field of the named entry in the local
@@ -549,7 +590,7 @@ func TestTarGzRecursion(t *testing.T) {
 		{"", "noext", "noext"},
 		{"", "", "data"},
 		{"orig.tar", "pkg.tar.gz", "orig.tar"},
-		{"../../x\x00.tar", "pkg.tar.gz", "../../x.tar"},
+		{"../../x\x01.tar", "pkg.tar.gz", "../../x.tar"},
 	} {
 		gz := gzipBytes(t, c.gzName, tarData)
 		o := walkBytes(t, KindGzip, gz, Options{Name: c.archive})
@@ -682,6 +723,35 @@ func Test7zEncrypted(t *testing.T) {
 	}
 }
 
+// Test7zEncryptedBlocks: many solid blocks, one of which decodes with the
+// empty password to a clean, empty stream (see testdata/gen.sh).
+func Test7zEncryptedBlocks(t *testing.T) {
+	data := fixture(t, "enc_blocks.7z")
+	z, err := sevenzip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := z.File[0].Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := io.Copy(io.Discard, rc); n != 0 || err != nil {
+		t.Fatalf("fixture lost its property: %d bytes, %v", n, err)
+	}
+	rc.Close()
+	o := walkBytes(t, Kind7z, data, Options{Passwords: []string{"a", "infected"}})
+	if o.err != nil || len(o.errs) != 0 || len(o.entries) != 30 {
+		t.Fatal(o.err, o.errs, len(o.entries))
+	}
+	for i := range 30 {
+		wantContent(t, o, fmt.Sprintf("f%02d.txt", i), strings.Repeat(fmt.Sprintf("file %d ", i), 500*i+1))
+	}
+	o = walkBytes(t, Kind7z, data, Options{})
+	if o.err != nil || len(o.entries) != 0 || o.res.Encrypted != 30 {
+		t.Fatal(o.err, o.names(), o.res)
+	}
+}
+
 // Test7zTool builds a larger 7z with the 7-Zip tool when it is installed
 // (Debian: apt-get install 7zip) to exercise solid blocks and many files.
 func Test7zTool(t *testing.T) {
@@ -738,6 +808,7 @@ func TestRar(t *testing.T) {
 		{name: "dir/big.bin", data: big},
 		{name: "../../evil.txt", data: []byte("evil")},
 		{name: "empty", data: nil},
+		{name: "symlink-with-data", data: []byte("payload"), attr: 0o120777},
 	}
 	o := walkBytes(t, KindRar, makeRar5(t, entries, ""), Options{})
 	if o.err != nil || len(o.errs) != 0 {
@@ -747,7 +818,11 @@ func TestRar(t *testing.T) {
 	wantContent(t, o, "dir/big.bin", string(big))
 	wantContent(t, o, "../../evil.txt", "evil")
 	wantContent(t, o, "empty", "")
-	if o.res != (Result{Entries: 4, Skipped: 1}) || o.entry(t, "dir/big.bin").size != int64(len(big)) {
+	wantContent(t, o, "symlink-with-data", "payload")
+	if !o.entry(t, "symlink-with-data").special {
+		t.Fatal("not Special")
+	}
+	if o.res != (Result{Entries: 5, Skipped: 1}) || o.entry(t, "dir/big.bin").size != int64(len(big)) {
 		t.Fatalf("result %+v", o.res)
 	}
 }
@@ -799,9 +874,55 @@ func TestRarEncrypted(t *testing.T) {
 	}
 }
 
+func TestCorrupt7zAndRar(t *testing.T) {
+	// 7z: damage the packed stream (right after the 32-byte signature
+	// header): the damaged file(s) of the solid block fail their CRC or
+	// decoding, the walk goes on.
+	data := bytes.Clone(fixture(t, "plain.7z"))
+	for i := 34; i < 44; i++ {
+		data[i] ^= 0x55
+	}
+	o := walkBytes(t, Kind7z, data, Options{})
+	if o.err != nil || o.res.Errors < 1 || o.res.Encrypted != 0 {
+		t.Fatalf("7z damaged data: %v %+v %v", o.err, o.res, o.errs)
+	}
+	for _, e := range o.errs {
+		if !errors.Is(e.err, ErrChecksum) && !errors.Is(e.err, ErrCorrupt) {
+			t.Fatalf("7z damaged data: %v", e)
+		}
+	}
+	wantContent(t, o, "empty.txt", "")
+	// 7z: damaged header is the walk's error.
+	data = bytes.Clone(fixture(t, "plain.7z"))
+	data[len(data)-5] ^= 0x55
+	if o := walkBytes(t, Kind7z, data, Options{}); !errors.Is(o.err, ErrCorrupt) {
+		t.Fatalf("7z damaged header: %v", o.err)
+	}
+	// rar: a data byte flipped fails that entry's CRC; others are fine.
+	data = makeRar5(t, []rarEntry{{name: "a", data: []byte("AAAAAAAA")}, {name: "b", data: []byte("BBBBBBBB")}}, "")
+	i := bytes.Index(data, []byte("AAAAAAAA"))
+	data[i] = 'X'
+	o = walkBytes(t, KindRar, data, Options{})
+	if o.err != nil || len(o.errs) != 1 || o.errs[0].name != "a" || !errors.Is(o.errs[0].err, ErrChecksum) {
+		t.Fatalf("rar bad crc: %v %v", o.err, o.errs)
+	}
+	wantContent(t, o, "b", "BBBBBBBB")
+	// rar: a broken header is the walk's error, after the entries before it.
+	data[i] = 'A'
+	j := bytes.Index(data, []byte("BBBBBBBB"))
+	data[j-3] ^= 0xff // inside b's header
+	o = walkBytes(t, KindRar, data, Options{})
+	if !errors.Is(o.err, ErrCorrupt) || fmt.Sprint(o.names()) != "[a]" {
+		t.Fatalf("rar bad header: %v %q", o.err, o.names())
+	}
+	if o := walkBytes(t, KindRar, []byte("Rar!\x1a\x07\x01\x00garbage"), Options{}); o.err == nil {
+		t.Fatal("garbage rar accepted")
+	}
+}
+
 // archivesForStopTests returns, per format, an archive with three entries
 // "one", "two", "three" whose contents are long.
-func archivesForStopTests(t *testing.T) map[Kind][]byte {
+func archivesForStopTests(t testing.TB) map[Kind][]byte {
 	c := map[string][]byte{
 		"one":   bytes.Repeat([]byte("1"), 100000),
 		"two":   bytes.Repeat([]byte("2"), 100000),
@@ -929,20 +1050,77 @@ func TestUnknownKind(t *testing.T) {
 
 func TestSanitizeName(t *testing.T) {
 	for in, want := range map[string]string{
-		"plain/name.txt":          "plain/name.txt",
-		"../../etc/passwd":        "../../etc/passwd",
-		"/abs":                    "/abs",
-		"nul\x00byte":             "nulbyte",
-		"esc\x1b[31mred":          "esc[31mred",
-		"bad\xffutf8":             "bad\ufffdutf8",
-		"invoice\u202etxt.exe":    "invoicetxt.exe",
-		"c1\u0085x\u007f":         "c1x",
+		"plain/name.txt":         "plain/name.txt",
+		"../../etc/passwd":       "../../etc/passwd",
+		"/abs":                   "/abs",
+		"nul\x00byte":            "nulbyte",
+		"esc\x1b[31mred":         "esc[31mred",
+		"bad\xffutf8":            "bad\ufffdutf8",
+		"invoice\u202etxt.exe":   "invoicetxt.exe",
+		"c1\u0085x\u007f":        "c1x",
 		"日本語/ファイル.txt":           "日本語/ファイル.txt",
 		"tab\tnew\nline\rreturn": "tabnewlinereturn",
 	} {
 		if got := SanitizeName(in); got != want {
 			t.Errorf("SanitizeName(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// FuzzWalk runs every format's walker over hostile bytes.
+func FuzzWalk(f *testing.F) {
+	for kind, data := range archivesForStopTests(f) {
+		f.Add(uint8(slicesIndex(Kinds, kind)), data)
+	}
+	f.Add(uint8(slicesIndex(Kinds, Kind7z)), fixture(f, "plain.7z"))
+	f.Add(uint8(slicesIndex(Kinds, Kind7z)), fixture(f, "enc.7z"))
+	f.Add(uint8(slicesIndex(Kinds, Kind7z)), fixture(f, "enc_hdr.7z"))
+	f.Add(uint8(slicesIndex(Kinds, KindBzip2)), fixture(f, "hello.txt.bz2"))
+	f.Add(uint8(slicesIndex(Kinds, KindRar)), makeRar5(f, []rarEntry{{name: "e", data: []byte("enc"), password: "pw"}}, ""))
+	f.Add(uint8(slicesIndex(Kinds, KindRar)), makeRar5(f, []rarEntry{{name: "h", data: []byte("hdr"), password: "pw"}}, "pw"))
+	f.Add(uint8(slicesIndex(Kinds, KindGzip)), gzipBytes(f, "n", []byte("gz")))
+	f.Add(uint8(slicesIndex(Kinds, KindXz)), xzBytes(f, []byte("xz"), 0))
+	f.Add(uint8(slicesIndex(Kinds, KindZstd)), zstdBytes(f, []byte("zstd")))
+	f.Fuzz(func(t *testing.T, sel uint8, data []byte) {
+		fuzzOne(t, Kinds[int(sel)%len(Kinds)], data)
+	})
+}
+
+func slicesIndex(ks []Kind, k Kind) int {
+	for i, x := range ks {
+		if x == k {
+			return i
+		}
+	}
+	return -1
+}
+
+// fuzzOne walks data with a deadline and fails on a decoder panic or a walk
+// that outlives its context by far.
+func fuzzOne(t *testing.T, kind Kind, data []byte) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	var pe *panicError
+	onErr := func(_ string, err error) {
+		if errors.As(err, &pe) {
+			t.Fatalf("decoder panic: %v\n%s", pe.val, pe.stack)
+		}
+	}
+	_, err := Walk(ctx, kind, bytes.NewReader(data), int64(len(data)),
+		Options{Passwords: []string{"pw", "x"}, OnError: onErr, MaxDictSize: 16 << 20},
+		func(e Entry, body io.Reader) error {
+			_, err := io.CopyN(io.Discard, body, 1<<20)
+			if err == io.EOF {
+				err = nil
+			}
+			return err
+		})
+	if errors.As(err, &pe) {
+		t.Fatalf("panic: %v\n%s", pe.val, pe.stack)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("%s walk took %v", kind, d)
 	}
 }
 
@@ -955,30 +1133,12 @@ func FuzzWalkZip(f *testing.F) {
 	f.Add(makeZip(f, []zentry{{name: "zd", data: secret, method: zip.Store, enc: "zipcrypto", password: "pw", descriptor: true}}))
 	f.Add(makeZip(f, []zentry{{name: "ae", data: secret, method: zip.Deflate, enc: "aes", password: "pw", aesVersion: 1, aesStrength: 1}}))
 	f.Add(makeZip(f, []zentry{{name: "ae2", data: secret, method: zip.Store, enc: "aes", password: "pw"}}))
+	f.Add(makeZip(f, []zentry{{name: "z", data: secret, method: zipZstd}, {name: "x", data: secret, method: zipXz},
+		{name: "b", data: []byte("hello bzip2\n"), rawBody: fixture(f, "hello.txt.bz2"), method: zipBzip2}},
+		func(zw *zip.Writer) {
+			zw.RegisterCompressor(zipZstd, func(w io.Writer) (io.WriteCloser, error) { return zstd.NewWriter(w) })
+			zw.RegisterCompressor(zipXz, func(w io.Writer) (io.WriteCloser, error) { return &lazyXz{w: w}, nil })
+		}))
 	f.Add([]byte("PK\x05\x06" + strings.Repeat("\x00", 18)))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		start := time.Now()
-		var pe *panicError
-		onErr := func(_ string, err error) {
-			if errors.As(err, &pe) {
-				t.Fatalf("decoder panic: %v\n%s", pe.val, pe.stack)
-			}
-		}
-		_, err := Walk(ctx, KindZip, bytes.NewReader(data), int64(len(data)), Options{Passwords: []string{"pw", "x"}, OnError: onErr},
-			func(e Entry, body io.Reader) error {
-				_, err := io.CopyN(io.Discard, body, 1<<20)
-				if err == io.EOF {
-					err = nil
-				}
-				return err
-			})
-		if errors.As(err, &pe) {
-			t.Fatalf("panic: %v\n%s", pe.val, pe.stack)
-		}
-		if d := time.Since(start); d > 5*time.Second {
-			t.Fatalf("walk took %v", d)
-		}
-	})
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzOne(t, KindZip, data) })
 }

@@ -39,6 +39,7 @@ type rarWalk struct {
 	size    int64
 	cursors map[int]*rarCursor // by index into Passwords
 	sticky  int                // the password that worked last
+	rar4    bool               // RAR 1.5-4.x format: no password check value
 }
 
 // open starts a pass with the given password (nil: none) and reads the
@@ -61,6 +62,10 @@ func (s *rarWalk) open(pw *string) (*rarCursor, error) {
 
 func (w *walker) walkRar(r io.ReaderAt, size int64) error {
 	s := &rarWalk{walker: w, r: r, size: size, cursors: map[int]*rarCursor{}}
+	var sig [7]byte
+	if _, err := r.ReadAt(sig[:], 0); err == nil && string(sig[:]) == "Rar!\x1a\x07\x00" {
+		s.rar4 = true
+	}
 	main, err := s.open(nil)
 	hdrEnc := false
 	if err != nil {
@@ -93,10 +98,16 @@ func (w *walker) walkRar(r io.ReaderAt, size int64) error {
 			return err
 		}
 		h := main.hdr
-		if h.IsDir || h.LinkType != 0 || !h.Mode().IsRegular() {
+		size := uint64(max(h.UnPackedSize, 0))
+		if h.UnKnownSize {
+			size = 1 // unknown: may hold data
+		}
+		skip, special := skipSpecial(h.Mode(), size)
+		if h.IsDir || h.LinkType != 0 || skip {
+			// RAR 5 links (LinkType) keep their target in the header.
 			w.res.Skipped++
 		} else {
-			e := Entry{Name: SanitizeName(h.Name), Size: h.UnPackedSize, Encrypted: h.Encrypted}
+			e := Entry{Name: SanitizeName(h.Name), Size: h.UnPackedSize, Encrypted: h.Encrypted, Special: special}
 			if h.UnKnownSize || e.Size < 0 {
 				e.Size = -1
 			}
@@ -104,6 +115,9 @@ func (w *walker) walkRar(r io.ReaderAt, size int64) error {
 			var openErr error
 			if h.Encrypted && !hdrEnc {
 				body, openErr = s.openEncrypted(main.idx, h)
+				if openErr == nil && s.rar4 {
+					body = rar4EncryptedBody{body}
+				}
 			}
 			if openErr != nil {
 				if cerr := w.ctx.Err(); cerr != nil {
@@ -189,4 +203,20 @@ func classifyStructure(err error) error {
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return err
+}
+
+// rar4EncryptedBody labels data errors in a RAR 3/4 encrypted entry as
+// ErrEncrypted too: that format has no password check value, so a wrong
+// password that got past the first probeSize bytes only shows as a decode
+// or CRC error later.
+type rar4EncryptedBody struct{ r io.Reader }
+
+func (b rar4EncryptedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		if err = classify(err); !errors.Is(err, ErrEncrypted) {
+			err = fmt.Errorf("%w (RAR 3/4 has no password check, so this may be a wrong password): %w", ErrEncrypted, err)
+		}
+	}
+	return n, err
 }

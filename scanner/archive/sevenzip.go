@@ -74,11 +74,12 @@ func (w *walker) walk7z(r io.ReaderAt, size int64) error {
 		if err := w.ctx.Err(); err != nil {
 			return err
 		}
-		if !f.Mode().IsRegular() {
+		skip, special := skipSpecial(f.Mode(), f.UncompressedSize)
+		if skip {
 			w.res.Skipped++
 			continue
 		}
-		if err := s.entry(i, f); err != nil {
+		if err := s.entry(i, f, special); err != nil {
 			return err
 		}
 	}
@@ -86,8 +87,8 @@ func (w *walker) walk7z(r io.ReaderAt, size int64) error {
 }
 
 // entry walks the i-th file.
-func (s *sevenZipWalk) entry(i int, f *sevenzip.File) error {
-	e := Entry{Name: SanitizeName(f.Name), Size: int64(f.UncompressedSize)}
+func (s *sevenZipWalk) entry(i int, f *sevenzip.File, special bool) error {
+	e := Entry{Name: SanitizeName(f.Name), Size: int64(f.UncompressedSize), Special: special}
 	if e.Size < 0 {
 		e.Size = -1
 	}
@@ -155,14 +156,18 @@ func (s *sevenZipWalk) folderFor(i int, f *sevenzip.File) (st *folderState, pre 
 		return nil, nil, nil, cerr
 	}
 	encrypted := is7zEncrypted(baseErr)
-	if !encrypted && baseErr == nil {
-		// Same bytes with another password? Then the folder is not encrypted.
+	if !encrypted {
+		// Same outcome with another password? Then the folder is not
+		// encrypted. (An encrypted folder decoded with a wrong key may even
+		// end cleanly after 0 bytes, so errors are compared too.)
 		probePre, probeErr := s.probeFolder(i, f)
 		if cerr := s.ctx.Err(); cerr != nil {
-			rc.Close()
+			if rc != nil {
+				rc.Close()
+			}
 			return nil, nil, nil, cerr
 		}
-		encrypted = is7zEncrypted(probeErr) || probeErr == nil && !bytes.Equal(basePre, probePre)
+		encrypted = is7zEncrypted(probeErr) || (baseErr == nil) != (probeErr == nil) || !bytes.Equal(basePre, probePre)
 	}
 	if !encrypted {
 		st.z = s.base
@@ -185,9 +190,19 @@ func (s *sevenZipWalk) folderFor(i int, f *sevenzip.File) (st *folderState, pre 
 	}
 	var lastErr error
 	for _, pw := range s.opts.Passwords {
-		z, err := s.readerFor(pw)
+		// Verify with a throwaway reader: bodgit/sevenzip v1.6.5 corrupts a
+		// folder's stored AES IV when it derives a key that is not in its
+		// cache yet (aes7z calculateKey appends the password to the salt
+		// slice, which aliases the IV in the coder properties), so the
+		// same Reader cannot open that folder a second time. The delivery
+		// reader then opens each folder once, and by then the key is
+		// cached.
+		z, err := sevenzip.NewReaderWithPassword(s.r, s.size, pw)
 		if err == nil {
 			err = s.verifyFile(z.File[i])
+		}
+		if err == nil {
+			z, err = s.readerFor(pw)
 		}
 		if cerr := s.ctx.Err(); cerr != nil {
 			return nil, nil, nil, cerr
@@ -254,7 +269,7 @@ func (s *sevenZipWalk) verifyFile(f *sevenzip.File) error {
 func readProbe(rc io.Reader, size uint64) ([]byte, error) {
 	buf := make([]byte, min(size, probeSize))
 	n, err := io.ReadFull(rc, buf)
-	if err == io.ErrUnexpectedEOF {
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
 		err = fmt.Errorf("%w: 7z entry shorter than declared", ErrCorrupt)
 	}
 	return buf[:n], err

@@ -35,7 +35,7 @@ type zentry struct {
 	aesVersion  uint16 // 1 = AE-1, 2 = AE-2 (default 2)
 	descriptor  bool   // set flag bit 3 (ZipCrypto then checks the mod time byte)
 
-	rawBody []byte  // replaces the (encrypted) compressed bytes as written
+	rawBody []byte  // the compressed bytes as written (unencrypted entries: any method)
 	crc     *uint32 // overrides the CRC-32 written
 	tamper  func(body []byte)
 }
@@ -77,10 +77,11 @@ func makeZip(t testing.TB, entries []zentry, setup ...func(*zip.Writer)) []byte 
 		}
 		crc := crc32.ChecksumIEEE(e.data)
 		var comp []byte
-		switch e.method {
-		case zip.Store:
+		switch {
+		case e.rawBody != nil && e.enc == "":
+		case e.method == zip.Store:
 			comp = bytes.Clone(e.data)
-		case zip.Deflate:
+		case e.method == zip.Deflate:
 			comp = compressDeflate(t, e.data)
 		default:
 			t.Fatalf("test writer: method %d", e.method)
@@ -177,6 +178,7 @@ type rarEntry struct {
 	data     []byte
 	dir      bool
 	password string // encrypt the data with AES-256 when set
+	attr     uint64 // Unix mode (default 0o100644, or 0o40755 for dir)
 }
 
 const rarTestKdf = 10 // log2 of PBKDF2 iterations (RAR uses 15; fewer keeps tests fast)
@@ -304,6 +306,9 @@ func makeRar5(t testing.TB, entries []rarEntry, hdrPassword string) []byte {
 		fflags, attr := uint64(4), uint64(0o100644)
 		if e.dir {
 			fflags, attr = 1, 0o40755
+		}
+		if e.attr != 0 {
+			attr = e.attr
 		}
 		body = append(body, rarVint(fflags)...)
 		body = append(body, rarVint(uint64(len(e.data)))...)

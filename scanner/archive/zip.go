@@ -11,6 +11,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"strings"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -56,11 +57,12 @@ func (w *walker) walkZip(r io.ReaderAt, size int64) error {
 		if err := w.ctx.Err(); err != nil {
 			return err
 		}
-		if !f.Mode().IsRegular() {
+		skip, special := skipSpecial(f.Mode(), f.UncompressedSize64)
+		if skip || strings.HasSuffix(f.Name, "/") {
 			w.res.Skipped++
 			continue
 		}
-		e := Entry{Name: SanitizeName(f.Name), Size: -1, Encrypted: f.Flags&zipFlagEncrypted != 0}
+		e := Entry{Name: SanitizeName(f.Name), Size: -1, Encrypted: f.Flags&zipFlagEncrypted != 0, Special: special}
 		if f.UncompressedSize64 <= math.MaxInt64 {
 			e.Size = int64(f.UncompressedSize64)
 		}
@@ -338,7 +340,9 @@ func (w *walker) openZipAES(f *zip.File) (io.ReadCloser, error) {
 		return newCheckedReader(dec, f.UncompressedSize64, crc, f.CRC32, atEOF), nil
 	}
 	if lastErr != nil {
-		return nil, fmt.Errorf("%w: WinZip AES (a password passed the verifier but not the authentication code: %v)", ErrEncrypted, lastErr)
+		// The 2-byte verifier matched but the data does not authenticate:
+		// far more likely corrupt or tampered data than a wrong password.
+		return nil, fmt.Errorf("WinZip AES: %w", lastErr)
 	}
 	return nil, fmt.Errorf("%w: WinZip AES-%d", ErrEncrypted, keyLen*8)
 }

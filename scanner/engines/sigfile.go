@@ -3,8 +3,14 @@ package engines
 // ClamAV-format signature files: .hdb (md5 hashes), .hsb (sha1/sha256
 // hashes) and .ndb (extended body signatures).
 //
+// Hex signatures may use hex bytes, "??" (any byte), nibble wildcards ("a?",
+// "?a"), "*" (any number of bytes) and the jumps {n}, {n-m}, {-m} and {n-}.
+// A signature needs a run of at least 2 literal bytes somewhere.
+//
 // Malformed lines stop loading with an error naming file:line, so a broken
-// file is never half-used. Lines that are valid ClamAV but use a feature this
+// file is never half-used: wrong field count, empty name, bad numbers,
+// odd-length hex, invalid characters, a jump at either end, a backwards
+// range, no run of 2 literal bytes. Lines that are valid ClamAV but use a feature this
 // engine does not implement are skipped, each with a warning naming
 // file:line, so that a stock ClamAV database still loads:
 //
@@ -28,6 +34,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -325,6 +332,10 @@ func parseNDBLine(text string) (BodySignature, error) {
 	return sig, nil
 }
 
+// sigRelativeOffset matches ClamAV's offsets relative to the end of the
+// file, the entry point, sections and version information.
+var sigRelativeOffset = regexp.MustCompile(`^(EOF-\d+|EP[+-]\d+|S\d+[+-]\d+|SL[+-]\d+|SE\d+|VI)(,\d+)?$`)
+
 // parseNDBOffset parses "*", "n" or "n,maxshift".
 func parseNDBOffset(s string) (offset, shift int64, err error) {
 	if s == "*" {
@@ -332,10 +343,8 @@ func parseNDBOffset(s string) (offset, shift int64, err error) {
 	}
 	base, sh, hasShift := strings.Cut(s, ",")
 	if offset, err = parseSigNumber(base); err != nil {
-		for _, p := range []string{"EOF-", "EP+", "EP-", "SL+", "SE", "S", "VI"} {
-			if strings.HasPrefix(base, p) {
-				return 0, 0, unsupportedf("offset %q: only *, n and n,maxshift are supported", s)
-			}
+		if sigRelativeOffset.MatchString(s) {
+			return 0, 0, unsupportedf("offset %q: only *, n and n,maxshift are supported", s)
 		}
 		return 0, 0, fmt.Errorf("offset %q: want *, n or n,maxshift", s)
 	}
@@ -372,8 +381,8 @@ type sigSegment struct {
 	parts []sigPart
 	gaps  []sigGap // gaps[i] is between parts[i] and parts[i+1]; bounded
 
-	// The anchor is the segment's longest run of literal bytes; the stream
-	// is searched for it and the rest of the segment is checked around it.
+	// The anchor is a run of literal bytes (see measure); the stream is
+	// searched for it and the rest of the segment is checked around it.
 	anchor                 []byte
 	anchorPart, anchorOff  int
 	relMin, relMax         int64 // distance from the segment's start to the anchor's start
@@ -543,7 +552,7 @@ func compileBodySignature(sig BodySignature) (*sigCompiled, error) {
 	longest := 0
 	for k := range c.segs {
 		c.segs[k].measure()
-		longest = max(longest, len(c.segs[k].anchor))
+		longest = max(longest, c.segs[k].longestLiteralFragment)
 	}
 	if longest < 2 {
 		return nil, errors.New("hex signature has no run of at least 2 literal bytes (it would match almost anything)")
@@ -560,23 +569,52 @@ func compileBodySignature(sig BodySignature) (*sigCompiled, error) {
 	return c, nil
 }
 
-// measure picks the segment's anchor and works out its extents.
+// sigMaxAnchor caps the bytes of an anchor given to the automaton; the rest
+// of the segment is checked around each hit. (ClamAV's own automaton goes
+// only 2-3 bytes deep.) Shorter anchors keep the automaton small.
+const sigMaxAnchor = 8
+
+// sigCommonByte marks byte values frequent in files (padding, NOPs,
+// spaces), which make poor anchors.
+func sigCommonByte(b byte) bool {
+	switch b {
+	case 0x00, 0xff, 0x20, 0x90, 0xcc, '0', 'A', 'a', 'e':
+		return true
+	}
+	return false
+}
+
+// measure picks the segment's anchor, up to sigMaxAnchor literal bytes in a
+// row (the longest possible, then the fewest common bytes, then the first),
+// and works out its extents.
 func (s *sigSegment) measure() {
-	best, bestPart, bestOff := 0, 0, 0
+	best, bestScore, bestPart, bestOff := 0, -1, 0, 0
 	for pi, p := range s.parts {
-		run := 0
-		for i, b := range p {
-			if b.mask != 0xff {
-				run = 0
+		for i := 0; i < len(p); {
+			if p[i].mask != 0xff {
+				i++
 				continue
 			}
-			run++
-			if run > best {
-				best, bestPart, bestOff = run, pi, i-run+1
+			j := i
+			for j < len(p) && p[j].mask == 0xff {
+				j++
 			}
+			s.longestLiteralFragment = max(s.longestLiteralFragment, j-i)
+			w := min(j-i, sigMaxAnchor)
+			for st := i; st+w <= j; st++ {
+				score := 0
+				for k := st; k < st+w; k++ {
+					if !sigCommonByte(p[k].val) {
+						score++
+					}
+				}
+				if w > best || w == best && score > bestScore {
+					best, bestScore, bestPart, bestOff = w, score, pi, st
+				}
+			}
+			i = j
 		}
 	}
-	s.longestLiteralFragment = best
 	if best == 0 {
 		return
 	}

@@ -129,6 +129,9 @@ func TestParseNDB(t *testing.T) {
 		{"Name:0:10,:41424344", "shift"},
 		{"Name:0:10,x:41424344", "shift"},
 		{"Name:0:*,5:41424344", "offset"},
+		{"Name:0:Sx:41424344", "offset"},
+		{"Name:0:EOF-:41424344", "offset"},
+		{"Name:0:EP+1x:41424344", "offset"},
 		{"Name:0:*:", "empty"},
 		{"Name:0:*:414", "odd"},
 		{"Name:0:*:4142434*45", "odd"},
@@ -168,6 +171,7 @@ func TestParseNDB(t *testing.T) {
 		"Section:1:S2+10:41424344",
 		"LastSection:1:SL+0:41424344",
 		"SectionEnd:1:SE1:41424344",
+		"EofShift:0:EOF-100,20:41424344",
 		"Version:1:VI:41424344",
 		"Alt:0:*:4142(43|44)4546",
 		"Neg:0:*:4142!(43)4546",
@@ -506,52 +510,55 @@ func FuzzMatch(f *testing.F) {
 	f.Add([]byte{2, 5, 9, 17, 33, 4, 19}, []byte("aaaaaaabcbcbcbcbcbccccaabab"), uint64(2))
 	f.Add([]byte{3, 10, 5, 8, 7, 29, 9, 0xff, 8, 14, 6, 28}, bytes.Repeat([]byte("abcd"), 40), uint64(3))
 	f.Add([]byte{1, 18, 7, 1, 28, 6, 8, 7, 200, 9}, []byte("bbaabbccabababccbacbacbac"), uint64(4))
-	f.Fuzz(func(t *testing.T, prog, data []byte, seed uint64) {
-		if len(data) > 400 {
-			data = data[:400]
+	f.Fuzz(sigFuzzMatchOnce)
+}
+
+// sigFuzzMatchOnce is FuzzMatch's body.
+func sigFuzzMatchOnce(t *testing.T, prog, data []byte, seed uint64) {
+	if len(data) > 400 {
+		data = data[:400]
+	}
+	for i, d := range data {
+		data[i] = sigFuzzAlphabet[d%4]
+	}
+	// Up to three signatures, split at 0xff.
+	var body []BodySignature
+	for i, p := range bytes.SplitN(prog, []byte{0xff}, 3) {
+		sig, err := parseNDBLine(sigFuzzLine("F"+strconv.Itoa(i), p))
+		if err == nil {
+			body = append(body, sig)
 		}
-		for i, d := range data {
-			data[i] = sigFuzzAlphabet[d%4]
-		}
-		// Up to three signatures, split at 0xff.
-		var body []BodySignature
-		for i, p := range bytes.SplitN(prog, []byte{0xff}, 3) {
-			sig, err := parseNDBLine(sigFuzzLine("F"+strconv.Itoa(i), p))
-			if err == nil {
-				body = append(body, sig)
-			}
-		}
-		if len(body) == 0 {
-			return
-		}
-		matches := map[string]bool{}
-		for _, sig := range body {
-			matches[sig.Name] = sigOracle(t, sig, len(data)).MatchString(sigLatin1(data))
-		}
-		rnd := rand.New(rand.NewPCG(seed, 9))
-		o := sigOptions{chunk: 1 + rnd.IntN(64), dfa: 1 + rnd.IntN(2)}
-		if rnd.IntN(2) == 0 {
-			o.headCap = -1
-		}
-		s, err := newSignatures(o, &SignatureSet{Body: body})
+	}
+	if len(body) == 0 {
+		return
+	}
+	matches := map[string]bool{}
+	for _, sig := range body {
+		matches[sig.Name] = sigOracle(t, sig, len(data)).MatchString(sigLatin1(data))
+	}
+	rnd := rand.New(rand.NewPCG(seed, 9))
+	o := sigOptions{chunk: 1 + rnd.IntN(64), dense: 1 + rnd.IntN(2)}
+	if rnd.IntN(2) == 0 {
+		o.headCap = -1
+	}
+	s, err := newSignatures(o, &SignatureSet{Body: body})
+	if err != nil {
+		t.Fatalf("newSignatures: %v", err)
+	}
+	for _, r := range []io.Reader{bytes.NewReader(data), &sigChoppy{data: data, rnd: rnd, max: 1 + rnd.IntN(20)}} {
+		f, err := s.ScanStream(context.Background(), &Input{}, r)
 		if err != nil {
-			t.Fatalf("newSignatures: %v", err)
+			t.Fatal(err)
 		}
-		for _, r := range []io.Reader{bytes.NewReader(data), &sigChoppy{data: data, rnd: rnd, max: 1 + rnd.IntN(20)}} {
-			f, err := s.ScanStream(context.Background(), &Input{}, r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			someMatch := false
-			for _, m := range matches {
-				someMatch = someMatch || m
-			}
-			if f.Code == result.Infected && !matches[f.Threat] || f.Code == result.NoThreat && someMatch {
-				t.Fatalf("signatures %+v on %q (options %+v): ScanStream = %+v, naive matcher says %v",
-					body, data, o, f, matches)
-			}
+		someMatch := false
+		for _, m := range matches {
+			someMatch = someMatch || m
 		}
-	})
+		if f.Code == result.Infected && !matches[f.Threat] || f.Code == result.NoThreat && someMatch {
+			t.Fatalf("signatures %+v on %q (options %+v): ScanStream = %+v, naive matcher says %v",
+				body, data, o, f, matches)
+		}
+	}
 }
 
 func FuzzParseNDB(f *testing.F) {
@@ -585,7 +592,7 @@ func FuzzParseNDB(f *testing.F) {
 				if len(seg.anchor) == 0 || seg.maxLen > sigMaxSegmentSpan || seg.minLen > seg.maxLen {
 					t.Fatalf("accepted %+v has a bad segment %+v", sig, seg)
 				}
-				longest = max(longest, len(seg.anchor))
+				longest = max(longest, seg.longestLiteralFragment)
 			}
 			if longest < 2 {
 				t.Fatalf("accepted %+v has no literal run of 2 bytes", sig)
@@ -603,35 +610,44 @@ func FuzzParseNDB(f *testing.F) {
 
 // BenchmarkSignaturesStream measures the streaming matcher with 1,000
 // loaded signatures over 64 MiB of random data, beside bytes.Index of one
-// 16-byte pattern over the same data in the same run.
+// 16-byte pattern over the same data in the same run. "auto" is the
+// automaton NewSignatures picks for this set (dense); "sparse" is the one
+// it falls back to for very large sets.
 func BenchmarkSignaturesStream(b *testing.B) {
 	const size = 64 << 20
 	data := make([]byte, size)
 	_, _ = rand.NewChaCha8([32]byte{2}).Read(data)
-	s, err := NewSignatures(sigRandomSet(1000, 3))
-	if err != nil {
-		b.Fatal(err)
-	}
+	set := sigRandomSet(1000, 3)
 	pattern := []byte("0123456789abcdef")
-	b.SetBytes(size)
-	b.ResetTimer()
-	var matcher, baseline time.Duration
-	for b.Loop() {
-		t0 := time.Now()
-		f, err := s.ScanStream(context.Background(), &Input{}, bytes.NewReader(data))
-		if err != nil || f.Code != result.NoThreat {
-			b.Fatalf("ScanStream = %+v, %v", f, err)
-		}
-		b.StopTimer()
-		t1 := time.Now()
-		if bytes.Index(data, pattern) >= 0 {
-			b.Fatal("pattern found in random data")
-		}
-		matcher += t1.Sub(t0)
-		baseline += time.Since(t1)
-		b.StartTimer()
+	for _, v := range []struct {
+		name string
+		o    sigOptions
+	}{{"auto", sigOptions{}}, {"sparse", sigOptions{dense: 2}}} {
+		b.Run(v.name, func(b *testing.B) {
+			s, err := newSignatures(v.o, set)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(size)
+			var matcher, baseline time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				f, err := s.ScanStream(context.Background(), &Input{}, bytes.NewReader(data))
+				if err != nil || f.Code != result.NoThreat {
+					b.Fatalf("ScanStream = %+v, %v", f, err)
+				}
+				b.StopTimer()
+				t1 := time.Now()
+				if bytes.Index(data, pattern) >= 0 {
+					b.Fatal("pattern found in random data")
+				}
+				matcher += t1.Sub(t0)
+				baseline += time.Since(t1)
+				b.StartTimer()
+			}
+			mb := float64(size) / 1e6 * float64(b.N)
+			b.ReportMetric(mb/matcher.Seconds(), "matcher-MB/s")
+			b.ReportMetric(mb/baseline.Seconds(), "bytes.Index-MB/s")
+		})
 	}
-	mb := float64(size) / 1e6 * float64(b.N)
-	b.ReportMetric(mb/matcher.Seconds(), "matcher-MB/s")
-	b.ReportMetric(mb/baseline.Seconds(), "bytes.Index-MB/s")
 }

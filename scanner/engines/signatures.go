@@ -4,8 +4,11 @@ package engines
 //
 // Each signature is compiled (sigfile.go) into segments separated by
 // unbounded jumps ("*", "{n-}"); a segment is parts separated by bounded
-// jumps ("{n-m}"), and a part is a run of masked bytes. The longest literal
-// run of every segment (its anchor) goes into one Aho–Corasick automaton.
+// jumps ("{n-m}"), and a part is a run of masked bytes. Up to 8 bytes of
+// the longest literal run of every segment (its anchor) go into one
+// Aho–Corasick automaton; every hit is checked against the whole segment
+// (see verify: the positions each part may take within the bounded jumps
+// are walked outwards from the anchor).
 //
 // The stream is read into a buffer that keeps, besides the new chunk, the
 // last left+overlap bytes already searched and holds back the last right
@@ -27,6 +30,12 @@ package engines
 // the first 256 KiB are checked directly on the head of the file instead of
 // through the automaton; when every signature is such (or is otherwise
 // anchored and already decided) the engine stops reading early.
+//
+// Limits: a segment spans at most 64 KiB (longer bounded jumps are refused
+// at load); checking a hit costs up to the segment's span, so a segment with
+// wide bounded jumps around an anchor that occurs very often is slow; a
+// segment whose only literal bytes stand alone has a one-byte anchor, which
+// hits on every occurrence of that byte once the segment before it is found.
 
 import (
 	"bytes"
@@ -36,12 +45,14 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	ahocorasick "github.com/petar-dambovaliev/aho-corasick"
+	dense "github.com/BobuSumisu/aho-corasick"
+	sparse "github.com/petar-dambovaliev/aho-corasick"
 
 	"github.com/scangate/scangate/pkg/result"
 )
@@ -61,10 +72,39 @@ const EICARName = "EICAR-Test-File"
 const (
 	sigChunk   = 256 << 10 // bytes read and searched at a time
 	sigHeadCap = 256 << 10 // anchored signatures ending within this are checked on the head
-	// sigDFAMaxStates picks the automaton: a DFA (fastest) while its
-	// transition table stays under about 64 MiB, else the NFA.
-	sigDFAMaxStates = 32 << 10
+	// sigDenseMaxStates picks the automaton. Up to this many states (some
+	// 4,000 signatures of 8-byte anchors or more, as prefixes are shared)
+	// it is github.com/BobuSumisu/aho-corasick, a full 256-way transition
+	// table: 2 KiB a state, so at most 64 MiB, searching at hundreds of
+	// MB/s. Beyond, it is the NFA of github.com/petar-dambovaliev/aho-corasick,
+	// whose sparse states take little memory but search about 5 times slower.
+	sigDenseMaxStates = 32 << 10
 )
+
+// sigAutomaton finds every occurrence of every anchor, overlapping ones too.
+type sigAutomaton interface {
+	// walk calls fn with the pattern and the end (exclusive) of each
+	// occurrence in hay, in order of end.
+	walk(hay []byte, fn func(pattern, end int))
+}
+
+type sigDense struct{ t *dense.Trie }
+
+func (a sigDense) walk(hay []byte, fn func(pattern, end int)) {
+	a.t.Walk(hay, func(end, _, pattern int64) bool {
+		fn(int(pattern), int(end)+1)
+		return true
+	})
+}
+
+type sigSparse struct{ ac sparse.AhoCorasick }
+
+func (a sigSparse) walk(hay []byte, fn func(pattern, end int)) {
+	it := a.ac.IterOverlappingByte(hay)
+	for m := it.Next(); m != nil; m = it.Next() {
+		fn(m.Pattern(), m.End())
+	}
+}
 
 // Signatures matches body signatures while the file streams past.
 type Signatures struct {
@@ -72,9 +112,10 @@ type Signatures struct {
 	segBase []int // index of a signature's first segment in sigScan.minStart
 	nSegs   int
 
-	ac    ahocorasick.AhoCorasick
-	hasAC bool
-	users [][]sigRef // per automaton pattern: the segments anchored on it
+	ac       sigAutomaton
+	hasAC    bool
+	patterns [][]byte   // the automaton's patterns: distinct anchors
+	users    [][]sigRef // per pattern: the segments anchored on it
 
 	head    []int // signatures checked on the head of the file
 	headLen int64
@@ -95,7 +136,7 @@ type sigRef struct{ sig, seg int }
 type sigOptions struct {
 	chunk   int   // 0: sigChunk
 	headCap int64 // 0: sigHeadCap; <0: no head checks
-	dfa     int   // 0: by size, 1: DFA, 2: NFA
+	dense   int   // 0: by size, 1: dense, 2: sparse automaton
 }
 
 // NewSignatures returns the engine with its built-in signature (EICAR) plus
@@ -132,7 +173,6 @@ func newSignatures(o sigOptions, sets ...*SignatureSet) (*Signatures, error) {
 	s.deadline = make([]int64, len(body))
 	patterns := map[string]int{}
 	var pats [][]byte
-	states := 1
 	for i, b := range body {
 		c, err := compileBodySignature(b)
 		if err != nil {
@@ -165,7 +205,6 @@ func newSignatures(o sigOptions, sets ...*SignatureSet) (*Signatures, error) {
 				patterns[string(seg.anchor)] = id
 				pats = append(pats, seg.anchor)
 				s.users = append(s.users, nil)
-				states += len(seg.anchor)
 			}
 			s.users[id] = append(s.users[id], sigRef{i, k})
 			s.left = max(s.left, seg.relMax)
@@ -173,13 +212,14 @@ func newSignatures(o sigOptions, sets ...*SignatureSet) (*Signatures, error) {
 			s.overlap = max(s.overlap, int64(len(seg.anchor)-1))
 		}
 	}
+	s.patterns = pats
 	if len(pats) > 0 {
-		dfa := states <= sigDFAMaxStates
-		if o.dfa != 0 {
-			dfa = o.dfa == 1
+		if o.dense == 1 || o.dense == 0 && sigTrieStates(pats) <= sigDenseMaxStates {
+			s.ac = sigDense{dense.NewTrieBuilder().AddPatterns(pats).Build()}
+		} else {
+			b := sparse.NewAhoCorasickBuilder(sparse.Opts{MatchKind: sparse.StandardMatch})
+			s.ac = sigSparse{b.BuildByte(pats)}
 		}
-		b := ahocorasick.NewAhoCorasickBuilder(ahocorasick.Opts{MatchKind: ahocorasick.StandardMatch, DFA: dfa})
-		s.ac = b.BuildByte(pats)
 		s.hasAC = true
 		s.bufCap = int(s.left+s.overlap+s.right) + o.chunk
 	}
@@ -188,6 +228,25 @@ func newSignatures(o sigOptions, sets ...*SignatureSet) (*Signatures, error) {
 		return &sigScan{s: s, buf: make([]byte, 0, s.bufCap), minStart: make([]int64, s.nSegs)}
 	}
 	return s, nil
+}
+
+// sigTrieStates counts the states of a trie of pats: one per distinct
+// prefix, and the root.
+func sigTrieStates(pats [][]byte) int {
+	sorted := slices.Clone(pats)
+	slices.SortFunc(sorted, bytes.Compare)
+	n := 1
+	for i, p := range sorted {
+		common := 0
+		if i > 0 {
+			prev := sorted[i-1]
+			for common < len(p) && common < len(prev) && p[common] == prev[common] {
+				common++
+			}
+		}
+		n += len(p) - common
+	}
+	return n
 }
 
 func (s *Signatures) Info() Info { return s.info }
@@ -330,16 +389,16 @@ func (st *sigScan) checkHead(head []byte) {
 func (st *sigScan) search(buf []byte, base, scanned, limit int64) {
 	s := st.s
 	from := max(scanned-s.overlap, 0)
-	it := s.ac.IterOverlappingByte(buf[from-base : limit-base])
-	for m := it.Next(); m != nil; m = it.Next() {
-		if from+int64(m.End()) <= scanned {
-			continue // found by the previous search
+	s.ac.walk(buf[from-base:limit-base], func(pattern, end int) {
+		e := from + int64(end)
+		if e <= scanned {
+			return // found by the previous search
 		}
-		at := from + int64(m.Start())
-		for _, ref := range s.users[m.Pattern()] {
+		at := e - int64(len(s.patterns[pattern]))
+		for _, ref := range s.users[pattern] {
 			st.hit(ref, at, buf, base)
 		}
-	}
+	})
 }
 
 // hit handles the anchor of segment ref.seg of signature ref.sig found at

@@ -81,10 +81,10 @@ var sigVariants = []struct {
 	o    sigOptions
 }{
 	{"default", sigOptions{}},
-	{"chunk1-nfa", sigOptions{chunk: 1, dfa: 2}},
+	{"chunk1-sparse", sigOptions{chunk: 1, dense: 2}},
 	{"chunk7-nohead", sigOptions{chunk: 7, headCap: -1}},
-	{"chunk64-dfa-nohead", sigOptions{chunk: 64, headCap: -1, dfa: 1}},
-	{"chunk1000-nfa-nohead", sigOptions{chunk: 1000, dfa: 2, headCap: -1}},
+	{"chunk64-dense-nohead", sigOptions{chunk: 64, headCap: -1, dense: 1}},
+	{"chunk1000-sparse-nohead", sigOptions{chunk: 1000, dense: 2, headCap: -1}},
 }
 
 // sigCheck runs one case on every variant, reading whole and in random
@@ -379,7 +379,7 @@ func TestSignaturesFarApart(t *testing.T) {
 		d = append(d, make([]byte, gap)...)
 		return append(d, second...)
 	}
-	for _, o := range []sigOptions{{}, {chunk: 4096}, {chunk: 100003, dfa: 2}} {
+	for _, o := range []sigOptions{{}, {chunk: 65536, dense: 2}} {
 		s := sigEngine(t, o, ndb)
 		for _, tt := range []struct {
 			name string
@@ -410,8 +410,7 @@ func TestSignaturesFarApart(t *testing.T) {
 func TestSignaturesChunkBoundaries(t *testing.T) {
 	// A signature placed at every offset around the engine's search
 	// boundaries: with small chunks every position is near a boundary; with
-	// the default chunk the offsets around the first few boundaries are
-	// tried.
+	// larger ones the offsets around the first boundaries are tried.
 	sigs := []struct{ ndb, name, body string }{
 		{"Lit:0:*:%x", "Lit", "0123456789abcdef"},
 		{"Wild:0:*:41424344??464748{2-5}5758595a", "Wild", "ABCD.FGH...WXYZ"},
@@ -422,14 +421,14 @@ func TestSignaturesChunkBoundaries(t *testing.T) {
 		offsets []int
 	}
 	var variants []variant
-	for _, chunk := range []int{1, 5, 16, 33} {
+	for _, chunk := range []int{1, 5, 33} {
 		var offs []int
-		for i := range 200 {
+		for i := range 150 {
 			offs = append(offs, i)
 		}
 		variants = append(variants, variant{sigOptions{chunk: chunk}, offs})
 	}
-	variants = append(variants, variant{sigOptions{}, nil})
+	variants = append(variants, variant{sigOptions{chunk: 4096}, nil}, variant{sigOptions{}, nil})
 	for _, sg := range sigs {
 		ndb := sg.ndb
 		if strings.Contains(ndb, "%x") {
@@ -437,13 +436,16 @@ func TestSignaturesChunkBoundaries(t *testing.T) {
 		}
 		for _, v := range variants {
 			s := sigEngine(t, v.o, ndb)
-			// The search boundaries sit at bufCap-right+k*chunk; cover
-			// them too, whatever the extents are.
+			// The search boundaries sit at bufCap-right+k*chunk.
 			offsets := v.offsets
-			if v.o.chunk == 0 {
-				for k := range 2 {
-					for d := -24; d <= 24; d++ {
-						offsets = append(offsets, s.bufCap-int(s.right)+k*sigChunk+d)
+			if offsets == nil {
+				chunk, ks, ds := v.o.chunk, 3, 40
+				if chunk == 0 {
+					chunk, ks, ds = sigChunk, 2, 12
+				}
+				for k := range ks {
+					for d := -ds; d <= ds; d++ {
+						offsets = append(offsets, s.bufCap-int(s.right)+k*chunk+d)
 					}
 				}
 			}
@@ -659,3 +661,23 @@ var (
 	_ StreamEngine = (*Signatures)(nil)
 	_ HashEngine   = (*HashSignatures)(nil)
 )
+
+func TestSigTrieStates(t *testing.T) {
+	for _, tt := range []struct {
+		pats []string
+		want int
+	}{
+		{nil, 1},
+		{[]string{"abc"}, 4},
+		{[]string{"abc", "abd", "ab", "x"}, 6},
+		{[]string{"b", "abc", "a"}, 5},
+	} {
+		var pats [][]byte
+		for _, p := range tt.pats {
+			pats = append(pats, []byte(p))
+		}
+		if got := sigTrieStates(pats); got != tt.want {
+			t.Errorf("sigTrieStates(%q) = %d, want %d", tt.pats, got, tt.want)
+		}
+	}
+}

@@ -12,6 +12,15 @@
 #   enc_copy.7z       Copy method (-mx0) + AES-256, non-solid, password "infected":
 #                     a.txt, b.txt (a wrong password yields garbage, not a decode error)
 #   hello.txt.bz2     bzip2 of "hello bzip2\n"
+#
+# Not regenerated here: enc_blocks.7z, 30 files fNN.txt (NN = 00..29) each
+# holding "file NN " (with NN unpadded, e.g. "file 7 ") repeated 500*NN+1
+# times, made with
+#     7zz a -mx5 -ms=4k -pinfected enc_blocks.7z .
+# and picked among several runs (the AES salt/IV are random) because
+# decoding its first block with the empty password ends cleanly after 0
+# bytes instead of failing: the regression input for telling "encrypted"
+# from "corrupt" (Test7zEncryptedBlocks checks the property still holds).
 set -eu
 cd "$(dirname "$0")"
 SEVENZ=$(command -v 7zz || command -v 7z)

@@ -1,12 +1,9 @@
 package engines
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -14,8 +11,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,261 +19,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scangate/scangate/internal/clamdtest"
 	"github.com/scangate/scangate/pkg/result"
 )
 
-// The tests below run a real clamd, started by the test with a generated
-// clamd.conf and a tiny signature database shipped in testdata (EICAR plus a
+// The tests below run a real clamd (internal/clamdtest), started by the test
+// with a generated clamd.conf and a tiny signature database (EICAR plus a
 // harmless marker). Without clamd they skip, unless SCANGATE_REQUIRE_CLAMD=1
 // (CI) makes that a failure.
-
-const (
-	clamTestNDB = "testdata/clamav/scangate-test.ndb"
-	// clamTestStreamMax is the StreamMaxLength of the test clamd.
-	clamTestStreamMax = 1 << 20
-	// the database the test clamd starts with
-	clamTestDBVersion = 27000
-)
-
-var clamTestDBTime = time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
-
-// clamTestMarker is the harmless string the test database flags, assembled so
-// that this file itself does not match.
-func clamTestMarker() []byte { return []byte("SCANGATE-CLAMAV-" + "TEST-MARKER") }
-
-// findClamd returns the clamd binary, or skips (fails under
-// SCANGATE_REQUIRE_CLAMD=1) when there is none.
-func findClamd(tb testing.TB) string {
-	tb.Helper()
-	if p, err := exec.LookPath("clamd"); err == nil {
-		return p
-	}
-	for _, p := range []string{"/usr/sbin/clamd", "/usr/local/sbin/clamd"} {
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p
-		}
-	}
-	if os.Getenv("SCANGATE_REQUIRE_CLAMD") == "1" {
-		tb.Fatal("clamd not installed but SCANGATE_REQUIRE_CLAMD=1 (apt-get install clamav-daemon)")
-	}
-	tb.Skip("clamd not installed (apt-get install clamav-daemon); set SCANGATE_REQUIRE_CLAMD=1 to make this a failure")
-	return ""
-}
-
-// writeClamTestDB writes daily.cud into dir: an unsigned ClamAV database
-// container (512-byte CVD header + tar.gz holding daily.info and the shipped
-// .ndb). Unlike a loose .ndb, a "daily" container gives clamd a database
-// version and date, so VERSION answers like a production clamd:
-// "ClamAV 1.4.6/27000/Fri Nov 20 08:00:00 2026". Only unsigned (.cud)
-// containers can be made without ClamAV's signing key.
-func writeClamTestDB(tb testing.TB, dir string, version int, built time.Time) {
-	tb.Helper()
-	ndb, err := os.ReadFile(clamTestNDB)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	sigs := bytes.Count(bytes.TrimSpace(ndb), []byte("\n")) + 1
-	sum := sha256.Sum256(ndb)
-	header := fmt.Sprintf("ClamAV-VDB:%s:%d:%d:1:%s:unsigned:scangate-test:%d",
-		built.UTC().Format("02 Jan 2006 15-04 -0700"), version, sigs, strings.Repeat("0", 32), built.Unix())
-	info := fmt.Sprintf("%s\ndaily.ndb:%d:%s\n", header, len(ndb), hex.EncodeToString(sum[:]))
-
-	var body bytes.Buffer
-	gz := gzip.NewWriter(&body)
-	tw := tar.NewWriter(gz)
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{{"daily.info", []byte(info)}, {"daily.ndb", ndb}} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Format: tar.FormatUSTAR}); err != nil {
-			tb.Fatal(err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	if err := gz.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	head := []byte(header + strings.Repeat(" ", 512-len(header)))
-	tmp := filepath.Join(dir, ".daily.cud.tmp")
-	if err := os.WriteFile(tmp, append(head, body.Bytes()...), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, "daily.cud")); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-// clamdProc is a clamd process owned by a test.
-type clamdProc struct {
-	tb     testing.TB
-	bin    string
-	dir    string
-	dbDir  string
-	conf   string
-	port   int
-	sock   string
-	cmd    *exec.Cmd
-	done   chan struct{}
-	output string
-}
-
-func (d *clamdProc) tcpAddr() string  { return fmt.Sprintf("tcp://127.0.0.1:%d", d.port) }
-func (d *clamdProc) unixAddr() string { return "unix://" + d.sock }
-
-// startClamd writes a clamd.conf and database into a temp dir, starts
-// clamd in the foreground and waits until it answers PING.
-func startClamd(tb testing.TB) *clamdProc {
-	tb.Helper()
-	bin := findClamd(tb)
-	dir := tb.TempDir()
-	d := &clamdProc{tb: tb, bin: bin, dir: dir, dbDir: filepath.Join(dir, "db"),
-		conf: filepath.Join(dir, "clamd.conf"), sock: filepath.Join(dir, "clamd.sock"),
-		output: filepath.Join(dir, "clamd.out")}
-	for _, sub := range []string{d.dbDir, filepath.Join(dir, "tmp")} {
-		if err := os.Mkdir(sub, 0o755); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	writeClamTestDB(tb, d.dbDir, clamTestDBVersion, clamTestDBTime)
-	d.port = clamFreePort(tb)
-	conf := strings.Join([]string{
-		// Stay attached: the test owns the process, reads its output and kills it.
-		"Foreground yes",
-		// Loopback TCP on a free port, plus a Unix socket to test unix:// addresses.
-		fmt.Sprintf("TCPSocket %d", d.port),
-		"TCPAddr 127.0.0.1",
-		"LocalSocket " + d.sock,
-		"LocalSocketMode 600",
-		// Only the test database: no freshclam, no network. clamd refuses
-		// to start without any signature, so this one matters.
-		"DatabaseDirectory " + d.dbDir,
-		// Small, so that a 1.5 MiB file exceeds it.
-		"StreamMaxLength 1M",
-		// Logs and pid in the temp dir, nothing in syslog or /var.
-		"LogFile " + filepath.Join(dir, "clamd.log"),
-		"LogSyslog no",
-		"LogTime yes",
-		"PidFile " + filepath.Join(dir, "clamd.pid"),
-		// INSTREAM spools each stream to a temp file: keep those here too.
-		"TemporaryDirectory " + filepath.Join(dir, "tmp"),
-		// No periodic database check: the tests reload explicitly (RELOAD).
-		"SelfCheck 0",
-		// No bytecode signatures to load; start faster.
-		"Bytecode no",
-		// "User" is deliberately unset: clamd then keeps the uid of the test
-		// process (root on CI, a normal user on a laptop), which owns the
-		// temp dir. Setting it would need root and an existing user.
-		"",
-	}, "\n")
-	if err := os.WriteFile(d.conf, []byte(conf), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	d.start()
-	tb.Cleanup(d.kill)
-	return d
-}
-
-func clamFreePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// start runs clamd with d's configuration and waits (up to 60s) for PONG.
-func (d *clamdProc) start() {
-	d.tb.Helper()
-	out, err := os.OpenFile(d.output, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		d.tb.Fatal(err)
-	}
-	defer out.Close()
-	cmd := exec.Command(d.bin, "--foreground", "--config-file="+d.conf)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		d.tb.Fatalf("start clamd: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	d.cmd, d.done = cmd, done
-
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if clamdRawCommand(fmt.Sprintf("127.0.0.1:%d", d.port), clamdPing) == "PONG" {
-			return
-		}
-		select {
-		case <-done:
-			d.tb.Fatalf("clamd exited during start-up:\n%s", d.logTail())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			d.kill()
-			d.tb.Fatalf("clamd did not answer PING within 60s:\n%s", d.logTail())
-		}
-	}
-}
-
-// kill stops clamd hard (SIGKILL) and waits for it.
-func (d *clamdProc) kill() {
-	if d.cmd == nil {
-		return
-	}
-	_ = d.cmd.Process.Kill()
-	<-d.done
-	d.cmd = nil
-}
-
-func (d *clamdProc) logTail() string {
-	b, _ := os.ReadFile(d.output)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
-}
-
-// clamdRawCommand sends one z-command on a new connection; "" on any error.
-func clamdRawCommand(addr, cmd string) string {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return ""
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(conn, cmd); err != nil {
-		return ""
-	}
-	reply, _ := clamdReadReply(bufio.NewReader(conn))
-	return reply
-}
-
-// clamdRawInstream scans data with a plain INSTREAM on a new connection, no
-// session and no pool: the baseline of the benchmark.
-func clamdRawInstream(addr string, data []byte) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-	msg := make([]byte, 0, len(clamdInstream)+8+len(data))
-	msg = append(msg, clamdInstream...)
-	msg = binary.BigEndian.AppendUint32(msg, uint32(len(data)))
-	msg = append(msg, data...)
-	msg = binary.BigEndian.AppendUint32(msg, 0)
-	if _, err := conn.Write(msg); err != nil {
-		return "", err
-	}
-	return clamdReadReply(bufio.NewReader(conn))
-}
 
 func newTestClamAV(tb testing.TB, opts ClamAVOptions) *ClamAV {
 	tb.Helper()
@@ -324,8 +72,8 @@ func (c *ClamAV) idleCount() int {
 }
 
 func TestClamAV(t *testing.T) {
-	d := startClamd(t)
-	c := newTestClamAV(t, ClamAVOptions{Address: d.tcpAddr()})
+	d := clamdtest.Start(t)
+	c := newTestClamAV(t, ClamAVOptions{Address: d.TCPAddr()})
 
 	t.Run("Info", func(t *testing.T) {
 		info := c.Info()
@@ -335,15 +83,15 @@ func TestClamAV(t *testing.T) {
 		if info.Version == "" || strings.ContainsAny(info.Version, "/ ") {
 			t.Fatalf("version = %q, want clamd's engine version alone", info.Version)
 		}
-		if !strings.HasPrefix(clamdRawCommand(d.tcpAddr()[len("tcp://"):], clamdVersion), "ClamAV "+info.Version+"/") {
+		if !strings.HasPrefix(clamdtest.RawCommand(d.TCPAddr()[len("tcp://"):], clamdVersion), "ClamAV "+info.Version+"/") {
 			t.Fatalf("version %q is not clamd's", info.Version)
 		}
 		dt, err := time.Parse(result.TimeFormat, info.DefTime)
 		if err != nil {
 			t.Fatalf("def_time %q: %v", info.DefTime, err)
 		}
-		if !dt.Equal(clamTestDBTime) || info.DefTime != "2026-11-20T08:00:00.000Z" {
-			t.Fatalf("def_time = %q, want the test database's %v", info.DefTime, clamTestDBTime)
+		if !dt.Equal(clamdtest.DBTime) || info.DefTime != "2026-11-20T08:00:00.000Z" {
+			t.Fatalf("def_time = %q, want the test database's %v", info.DefTime, clamdtest.DBTime)
 		}
 	})
 
@@ -369,22 +117,22 @@ func TestClamAV(t *testing.T) {
 	})
 
 	t.Run("Marker", func(t *testing.T) {
-		f, err := clamScan(t, c, append([]byte("some text around "), append(clamTestMarker(), " the marker"...)...))
+		f, err := clamScan(t, c, append([]byte("some text around "), append(clamdtest.Marker(), " the marker"...)...))
 		clamWant(t, f, err, result.Infected, "ScanGate.Test.Marker")
 	})
 
 	t.Run("MarkerAcrossChunks", func(t *testing.T) {
 		// 300 KiB with the marker straddling the 64 KiB chunk boundary.
 		data := clamCleanFile(300 << 10)
-		copy(data[64<<10-10:], clamTestMarker())
+		copy(data[64<<10-10:], clamdtest.Marker())
 		f, err := clamScan(t, c, data)
 		clamWant(t, f, err, result.Infected, "ScanGate.Test.Marker")
 	})
 
 	t.Run("SmallChunks", func(t *testing.T) {
-		sc := newTestClamAV(t, ClamAVOptions{Address: d.tcpAddr(), ChunkSize: 1000})
+		sc := newTestClamAV(t, ClamAVOptions{Address: d.TCPAddr(), ChunkSize: 1000})
 		data := clamCleanFile(10_500)
-		copy(data[3000-7:], clamTestMarker())
+		copy(data[3000-7:], clamdtest.Marker())
 		f, err := clamScan(t, sc, data)
 		clamWant(t, f, err, result.Infected, "ScanGate.Test.Marker")
 		f, err = clamScan(t, sc, append(eicar(), clamCleanFile(5000)...))
@@ -394,14 +142,14 @@ func TestClamAV(t *testing.T) {
 	})
 
 	t.Run("ExactlyStreamMaxLength", func(t *testing.T) {
-		f, err := clamScan(t, c, clamCleanFile(clamTestStreamMax))
+		f, err := clamScan(t, c, clamCleanFile(clamdtest.StreamMaxLength))
 		clamWant(t, f, err, result.NoThreat, "")
 	})
 
 	t.Run("OverStreamMaxLength", func(t *testing.T) {
 		// The engine does not know the limit: clamd's reply says it.
 		before := c.idleCount()
-		f, err := c.ScanStream(context.Background(), &Input{}, bytes.NewReader(clamCleanFile(clamTestStreamMax*3/2)))
+		f, err := c.ScanStream(context.Background(), &Input{}, bytes.NewReader(clamCleanFile(clamdtest.StreamMaxLength*3/2)))
 		clamWant(t, f, err, result.Failed, ClamAVSizeLimitThreat)
 		if f.Threat != ClamAVSizeLimitThreat {
 			t.Fatalf("threat = %q", f.Threat)
@@ -415,19 +163,19 @@ func TestClamAV(t *testing.T) {
 	})
 
 	t.Run("OverKnownStreamMaxLength", func(t *testing.T) {
-		k := newTestClamAV(t, ClamAVOptions{Address: d.tcpAddr(), StreamMaxLength: clamTestStreamMax})
+		k := newTestClamAV(t, ClamAVOptions{Address: d.TCPAddr(), StreamMaxLength: clamdtest.StreamMaxLength})
 		// Size known up front: failed without sending anything.
-		f, err := k.ScanStream(context.Background(), &Input{Size: clamTestStreamMax + 1}, clamErrReader{})
+		f, err := k.ScanStream(context.Background(), &Input{Size: clamdtest.StreamMaxLength + 1}, clamErrReader{})
 		clamWant(t, f, err, result.Failed, ClamAVSizeLimitThreat)
 		// Size unknown: cut off locally once past the limit.
-		f, err = k.ScanStream(context.Background(), nil, bytes.NewReader(clamCleanFile(clamTestStreamMax+1)))
+		f, err = k.ScanStream(context.Background(), nil, bytes.NewReader(clamCleanFile(clamdtest.StreamMaxLength+1)))
 		clamWant(t, f, err, result.Failed, ClamAVSizeLimitThreat)
-		f, err = clamScan(t, k, clamCleanFile(clamTestStreamMax))
+		f, err = clamScan(t, k, clamCleanFile(clamdtest.StreamMaxLength))
 		clamWant(t, f, err, result.NoThreat, "")
 	})
 
 	t.Run("SessionReuse", func(t *testing.T) {
-		s := newTestClamAV(t, ClamAVOptions{Address: d.tcpAddr()})
+		s := newTestClamAV(t, ClamAVOptions{Address: d.TCPAddr()})
 		for i := range 5 {
 			data := []byte("clean")
 			want, prefix := result.NoThreat, ""
@@ -446,7 +194,7 @@ func TestClamAV(t *testing.T) {
 	})
 
 	t.Run("UnixSocket", func(t *testing.T) {
-		u := newTestClamAV(t, ClamAVOptions{Address: d.unixAddr()})
+		u := newTestClamAV(t, ClamAVOptions{Address: d.UnixAddr()})
 		for range 3 {
 			f, err := clamScan(t, u, eicar())
 			clamWant(t, f, err, result.Infected, "Eicar-Test-Signature")
@@ -470,7 +218,7 @@ func TestClamAV(t *testing.T) {
 					case 1:
 						data, want = eicar(), result.Infected
 					case 2:
-						data, want = append(clamCleanFile(100<<10), clamTestMarker()...), result.Infected
+						data, want = append(clamCleanFile(100<<10), clamdtest.Marker()...), result.Infected
 					}
 					f, err := c.ScanStream(context.Background(), &Input{Size: int64(len(data))}, bytes.NewReader(data))
 					if err != nil || f.Code != want {
@@ -505,7 +253,7 @@ func TestClamAV(t *testing.T) {
 			t.Fatalf("cancellation took %v", el)
 		}
 		// A deadline from opts.Timeout works the same way.
-		tm := newTestClamAV(t, ClamAVOptions{Address: d.tcpAddr(), Timeout: 300 * time.Millisecond})
+		tm := newTestClamAV(t, ClamAVOptions{Address: d.TCPAddr(), Timeout: 300 * time.Millisecond})
 		start = time.Now()
 		_, err = tm.ScanStream(context.Background(), nil, &clamSlowReader{})
 		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "timed out") {
@@ -527,8 +275,8 @@ func TestClamAV(t *testing.T) {
 
 	t.Run("Refresh", func(t *testing.T) {
 		newTime := time.Date(2026, 11, 21, 9, 30, 5, 0, time.UTC)
-		writeClamTestDB(t, d.dbDir, clamTestDBVersion+1, newTime)
-		if r := clamdRawCommand(d.tcpAddr()[len("tcp://"):], "zRELOAD\x00"); r != "RELOADING" {
+		d.WriteDB(clamdtest.DBVersion+1, newTime)
+		if r := clamdtest.RawCommand(d.TCPAddr()[len("tcp://"):], "zRELOAD\x00"); r != "RELOADING" {
 			t.Fatalf("RELOAD: %q", r)
 		}
 		deadline := time.Now().Add(30 * time.Second)
@@ -549,8 +297,8 @@ func TestClamAV(t *testing.T) {
 // TestClamAVClamdRestart kills clamd under a pool of live sessions, expects
 // clear errors while it is down, and working scans once it is back.
 func TestClamAVClamdRestart(t *testing.T) {
-	d := startClamd(t)
-	c := newTestClamAV(t, ClamAVOptions{Address: d.tcpAddr(), Timeout: 10 * time.Second})
+	d := clamdtest.Start(t)
+	c := newTestClamAV(t, ClamAVOptions{Address: d.TCPAddr(), Timeout: 10 * time.Second})
 
 	// Fill the pool with several sessions: 8 scans held open at once (each
 	// blocks after its first chunk until all 8 have a session).
@@ -561,7 +309,7 @@ func TestClamAVClamdRestart(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			r := io.MultiReader(bytes.NewReader(clamCleanFile(ClamAVDefaultChunkSize)),
-				clamGateReader{arrived: &arrived, gate: gate}, bytes.NewReader(clamTestMarker()))
+				clamGateReader{arrived: &arrived, gate: gate}, bytes.NewReader(clamdtest.Marker()))
 			f, err := c.ScanStream(context.Background(), nil, r)
 			if err != nil || f.Code != result.Infected {
 				t.Errorf("scan: %+v, %v", f, err)
@@ -573,7 +321,7 @@ func TestClamAVClamdRestart(t *testing.T) {
 		t.Fatalf("pool holds %d sessions, want %d", n, ClamAVDefaultPoolSize)
 	}
 
-	d.kill()
+	d.Kill()
 	f, err := clamScan(t, c, []byte("clean"))
 	if err == nil {
 		t.Fatalf("scan with clamd down: %+v, want an error", f)
@@ -589,7 +337,7 @@ func TestClamAVClamdRestart(t *testing.T) {
 		t.Fatal("Refresh with clamd down succeeded")
 	}
 
-	d.start()
+	d.Restart()
 	for range 3 {
 		wg.Go(func() {
 			for i := range 4 {
@@ -681,7 +429,7 @@ func fakeClamdOneScan(conn net.Conn) {
 }
 
 func TestNewClamAVNoClamd(t *testing.T) {
-	port := clamFreePort(t) // nothing listens there any more
+	port := clamdtest.FreePort(t) // nothing listens there any more
 	_, err := NewClamAV(context.Background(), ClamAVOptions{Address: fmt.Sprintf("tcp://127.0.0.1:%d", port), Timeout: 2 * time.Second})
 	if err == nil || !strings.Contains(err.Error(), "does not answer") {
 		t.Fatalf("err = %v", err)
@@ -768,14 +516,11 @@ func TestParseStreamReply(t *testing.T) {
 
 // The shipped database flags exactly the EICAR file and the test marker.
 func TestClamAVTestDatabase(t *testing.T) {
-	b, err := os.ReadFile(clamTestNDB)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := clamdtest.NDB()
 	want := "Eicar-Test-Signature:0:0:" + hex.EncodeToString(eicar()) + "\n" +
-		"ScanGate.Test.Marker:0:*:" + hex.EncodeToString(clamTestMarker()) + "\n"
+		"ScanGate.Test.Marker:0:*:" + hex.EncodeToString(clamdtest.Marker()) + "\n"
 	if string(b) != want {
-		t.Fatalf("%s =\n%s\nwant\n%s", clamTestNDB, b, want)
+		t.Fatalf("clamdtest.NDB() =\n%s\nwant\n%s", b, want)
 	}
 }
 
@@ -815,10 +560,10 @@ const clamBenchWorkers = 32
 //
 //	go test -run '^$' -bench ClamAV4KiB -benchtime 4000x ./scanner/engines/
 func BenchmarkClamAV4KiB(b *testing.B) {
-	d := startClamd(b)
-	c := newTestClamAV(b, ClamAVOptions{Address: d.tcpAddr()})
-	c32 := newTestClamAV(b, ClamAVOptions{Address: d.tcpAddr(), PoolSize: clamBenchWorkers})
-	addr := d.tcpAddr()[len("tcp://"):]
+	d := clamdtest.Start(b)
+	c := newTestClamAV(b, ClamAVOptions{Address: d.TCPAddr()})
+	c32 := newTestClamAV(b, ClamAVOptions{Address: d.TCPAddr(), PoolSize: clamBenchWorkers})
+	addr := d.TCPAddr()[len("tcp://"):]
 	data := clamCleanFile(4 << 10)
 
 	// run scans n files from clamBenchWorkers goroutines and adds the wall
@@ -828,7 +573,7 @@ func BenchmarkClamAV4KiB(b *testing.B) {
 		var next atomic.Int64
 		var wg sync.WaitGroup
 		var failed atomic.Value
-		cpu0 := clamdCPU(b, d.cmd.Process.Pid) + selfCPU()
+		cpu0 := clamdCPU(b, d.Pid()) + selfCPU()
 		start := time.Now()
 		for range clamBenchWorkers {
 			wg.Go(func() {
@@ -842,7 +587,7 @@ func BenchmarkClamAV4KiB(b *testing.B) {
 		}
 		wg.Wait()
 		m.wall += time.Since(start)
-		m.cpu += clamdCPU(b, d.cmd.Process.Pid) + selfCPU() - cpu0
+		m.cpu += clamdCPU(b, d.Pid()) + selfCPU() - cpu0
 		if err, _ := failed.Load().(error); err != nil {
 			b.Fatal(err)
 		}
@@ -858,7 +603,7 @@ func BenchmarkClamAV4KiB(b *testing.B) {
 	}
 	pooled, pooled32 := through(c), through(c32)
 	raw := func() error {
-		r, err := clamdRawInstream(addr, data)
+		r, err := clamdtest.RawInstream(addr, data)
 		if err == nil && r != "stream: OK" {
 			err = fmt.Errorf("reply %q", r)
 		}

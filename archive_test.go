@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // An archive's children are scanned one by one, each with its own data_id
@@ -222,5 +223,24 @@ func TestEncryptedArchivePasswords(t *testing.T) {
 	r = waitResult(t, n.url(""), mustUpload(t, n.url(""), z, map[string]string{"archivepwd": "nope", "archivepwd1": "s3cret%20pw"}))
 	if path(r, "scan_results", "scan_all_result_i") != float64(1) {
 		t.Errorf("right password: EICAR inside not found: %v", r["scan_results"])
+	}
+}
+
+// An extraction that outlives the workflow's archive timeout ends with
+// 16 Exceeded Archive Timeout (the limit here is far below what 2,000
+// entries take to scan and record).
+func TestArchiveTimeout(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Workflows[0].Archive.Timeout = time.Millisecond
+	n := startNode(t, cfg)
+	files := map[string][]byte{}
+	var order []string
+	for i := range 2000 {
+		name := fmt.Sprintf("f%04d", i)
+		files[name], order = []byte(name), append(order, name)
+	}
+	r := waitResult(t, n.url(""), mustUpload(t, n.url(""), zipOf(t, files, order...), nil))
+	if path(r, "scan_results", "scan_all_result_i") != float64(16) {
+		t.Errorf("archive over its timeout: %v", r["scan_results"])
 	}
 }

@@ -89,6 +89,9 @@ func (a *Assembler) consume(ctx context.Context, p int) {
 	log := a.log.With().Int("partition", p).Logger()
 	for ctx.Err() == nil {
 		cons, err := a.b.JS.Consumer(ctx, events.StreamUploads, events.AssemblerConsumer(p))
+		if ctx.Err() != nil {
+			return
+		}
 		if err != nil {
 			log.Warn().Err(err).Msg("partition consumer unavailable; retrying")
 			sleep(ctx, time.Second)

@@ -90,7 +90,7 @@ func start(ctx context.Context, cfg *config.Config, roles []role, logOut io.Writ
 			}
 			n.goRun("assembler", func() error { return as.Run(runCtx) })
 		case roleNotifier:
-			nt, err := notifier.New(n.bus, cfg.Webhooks, n.log)
+			nt, err := notifier.New(n.bus, cfg.Webhooks, n.log, notifier.WithBlobs(blobs))
 			if err != nil {
 				return nil, err
 			}

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
@@ -74,5 +75,65 @@ func TestCallbackRetriedAndSigned(t *testing.T) {
 	}
 	if state["attempts"] != float64(3) || state["url"] != receiver.URL+"/scan-done?x=1" || state["data_id"] != id {
 		t.Errorf("GET /file/webhook: %v", state)
+	}
+}
+
+// A receiver that answers 503 with Retry-After is not asked again sooner;
+// a delivery parked as failed is replayed on request.
+func TestRetryAfterAndReplay(t *testing.T) {
+	var mu sync.Mutex
+	mode := "busy"
+	hits := 0
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		hits++
+		switch mode {
+		case "busy":
+			w.Header().Set("Retry-After", "3")
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		case "down":
+			http.Error(w, "down", http.StatusInternalServerError)
+		}
+	}))
+	defer receiver.Close()
+	cfg := testConfig(t)
+	cfg.Webhooks.MaxAttempts = 2
+	n := startNode(t, cfg)
+	id := mustUpload(t, n.url(""), []byte("hello"), map[string]string{"callbackurl": receiver.URL})
+
+	var st map[string]any
+	waitFor(t, "the first attempt", func() bool {
+		getJSON(t, n.url("/file/webhook/"+id), &st)
+		return st["attempts"] == float64(1) && st["next_attempt"] != ""
+	})
+	reqAt, _ := time.Parse(time.RFC3339Nano, str(st["request_time"]))
+	nextAt, _ := time.Parse(time.RFC3339Nano, str(st["next_attempt"]))
+	if nextAt.Sub(reqAt) < 3*time.Second {
+		t.Errorf("Retry-After: 3 ignored: next attempt %v after the first (retry interval is 50ms)", nextAt.Sub(reqAt))
+	}
+	mu.Lock()
+	mode = "down"
+	mu.Unlock()
+	waitFor(t, "the delivery to be parked as failed", func() bool {
+		getJSON(t, n.url("/file/webhook/"+id), &st)
+		return st["state"] == "failed"
+	})
+	mu.Lock()
+	mode = "up"
+	before := hits
+	mu.Unlock()
+	req, _ := http.NewRequest(http.MethodPost, n.url("/file/webhook/"+id+"/replay"), nil)
+	if code, out := do(t, req); code != 200 || out[id] != "replaying" {
+		t.Fatalf("replay: %d %v", code, out)
+	}
+	waitFor(t, "the replayed delivery", func() bool {
+		getJSON(t, n.url("/file/webhook/"+id), &st)
+		return st["state"] == "delivered"
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if hits != before+1 || st["attempts"] != float64(1) {
+		t.Errorf("replay: %d new requests, state %v", hits-before, st)
 	}
 }

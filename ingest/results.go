@@ -286,3 +286,49 @@ func (s *Server) livez(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "
 func (s *Server) version(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"product_id": "scangate", "version": s.opts.Version})
 }
+
+// replayWebhook is POST /file/webhook/{data_id}/replay: deliveries that
+// settled (delivered, gone, or failed after max_attempts) start again from
+// attempt zero. (An admin operation; it is open while scangate has no
+// accounts.)
+func (s *Server) replayWebhook(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if !ids.Valid(id) {
+		return apiError(fiber.StatusNotFound, "No callback url set.")
+	}
+	ctx := c.UserContext()
+	rec, _, err := s.results.Get(ctx, id)
+	if errors.Is(err, result.ErrNotFound) || (err == nil && rec.Meta.CallbackURL == "" && rec.Meta.SanitizedURL == "") {
+		return apiError(fiber.StatusNotFound, "No callback url set.")
+	}
+	if err != nil {
+		return err
+	}
+	if !rec.Final() {
+		return apiError(fiber.StatusConflict, "The file is still being processed.")
+	}
+	for _, key := range []string{id, id + ".sanitized"} {
+		e, err := s.b.Webhooks.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		var st struct {
+			State string `json:"state"`
+		}
+		if json.Unmarshal(e.Value(), &st) == nil && st.State == "pending" {
+			return apiError(fiber.StatusConflict, "A delivery is still in progress.")
+		}
+		if err := s.b.Webhooks.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil {
+			return apiError(fiber.StatusConflict, "A delivery is still in progress.")
+		}
+	}
+	done := &events.ScanDone{DataID: id, CallbackURL: rec.Meta.CallbackURL, SanitizedURL: rec.Meta.SanitizedURL}
+	if err := s.b.ReplayScanDone(ctx, done); err != nil {
+		return err
+	}
+	s.log.Info().Str("data_id", id).Msg("webhook replay requested")
+	return c.JSON(map[string]string{id: "replaying"})
+}

@@ -89,6 +89,8 @@ func (s *Server) routes(r fiber.Router) {
 	r.Delete("/file/multipart/:id", s.deleteMultipart)
 	r.Get("/file/rules", s.getRules)
 	r.Get("/file/webhook/:id", s.getWebhook)
+	r.Post("/file/webhook/:id/replay", s.replayWebhook)
+	r.Get("/file/converted/:id", s.getConverted)
 	r.Get("/file/:id", s.getFile)
 	r.Post("/file/:id/cancel", s.cancelFile)
 	r.Get("/file/:id/extraction-errors", s.getExtractionErrors)

@@ -1,14 +1,20 @@
 package notifier
 
 import (
-	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -61,7 +67,7 @@ func (n *Notifier) deliver(ctx context.Context, dataID string, t target) (*State
 		st.finish(StateFailed, why)
 		return n.save(ctx, key, st, rev, 0)
 	}
-	body, header, err := n.payload(ctx, t, dataID)
+	body, err := n.payload(ctx, t, dataID)
 	if errors.Is(err, errPermanent) {
 		st.finish(StateFailed, err.Error())
 		return n.save(ctx, key, st, rev, 0)
@@ -69,13 +75,52 @@ func (n *Notifier) deliver(ctx context.Context, dataID string, t target) (*State
 	if err != nil {
 		return st, 0, err
 	}
+	// One slow or dead receiver must not take every delivery slot: each
+	// host gets a few at a time, and a delivery that finds them taken
+	// comes back shortly without spending an attempt.
+	release, ok := n.hosts.acquire(hostOf(t.url))
+	if !ok {
+		return st, hostBusyDelay, nil
+	}
+	defer release()
 
 	st.begin(now)
 	if rev, err = saveState(ctx, n.b.Webhooks, key, st, rev); err != nil {
 		return st, 0, err
 	}
-	out := n.attempt(ctx, t, st.WebhookID, body, header)
+	out := n.attempt(ctx, t, st.WebhookID, body)
 	return n.save(ctx, key, st, rev, n.record(st, out, time.Now()))
+}
+
+// Per-host concurrency: at most maxPerHost attempts to one host at once.
+const (
+	maxPerHost    = 8
+	hostBusyDelay = time.Second
+)
+
+// hostSlots counts attempts in flight per host.
+type hostSlots struct {
+	mu   sync.Mutex
+	busy map[string]int
+}
+
+func (h *hostSlots) acquire(host string) (release func(), ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.busy == nil {
+		h.busy = map[string]int{}
+	}
+	if h.busy[host] >= maxPerHost {
+		return nil, false
+	}
+	h.busy[host]++
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.busy[host]--; h.busy[host] <= 0 {
+			delete(h.busy, host)
+		}
+	}, true
 }
 
 // save writes the state an attempt (or the lack of one) left and logs it.
@@ -100,13 +145,14 @@ func newState(dataID string, t target) *State {
 
 // outcome is what one attempt got: a status, or an error and no response.
 type outcome struct {
-	status int
-	err    error
+	status     int
+	retryAfter time.Duration // the receiver's Retry-After on 429/503
+	err        error
 }
 
-// attempt POSTs body to t once, with the Standard Webhooks headers. The
-// client's timeout bounds it, redirects included.
-func (n *Notifier) attempt(ctx context.Context, t target, webhookID string, body []byte, header http.Header) outcome {
+// attempt POSTs the payload to t once, with the Standard Webhooks headers.
+// The client's timeout bounds it, redirects included.
+func (n *Notifier) attempt(ctx context.Context, t target, webhookID string, p *payload) outcome {
 	u, err := netguard.CheckURL(t.url)
 	if err != nil {
 		return outcome{err: err}
@@ -116,41 +162,86 @@ func (n *Notifier) attempt(ctx context.Context, t target, webhookID string, body
 	if !n.cfg.AllowPrivateTargets && netguard.LiteralForbidden(u) {
 		return outcome{err: fmt.Errorf("%w: %s", netguard.ErrForbidden, u.Hostname())}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	now := time.Now()
+	header := p.header.Clone()
+	sig, sum, err := n.sign(p, webhookID, now)
 	if err != nil {
 		return outcome{err: err}
 	}
-	for k, v := range header {
-		req.Header[k] = v
+	header.Set("User-Agent", userAgent)
+	header.Set(standardwebhooks.HeaderWebhookID, webhookID)
+	header.Set(standardwebhooks.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
+	if sig != "" {
+		header.Set(standardwebhooks.HeaderWebhookSignature, sig)
 	}
-	if err := n.sign(req.Header, webhookID, body, time.Now()); err != nil {
+	if t.kind == kindSanitized {
+		header.Set("Sanitized-File-Hash", sum)
+	}
+	body, err := p.open()
+	if err != nil {
 		return outcome{err: err}
 	}
+	defer body.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), body)
+	if err != nil {
+		return outcome{err: err}
+	}
+	req.ContentLength = p.size
+	req.Header = header
 	resp, err := n.client.Do(req)
 	if err != nil {
 		return outcome{err: err}
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseRead))
-	return outcome{status: resp.StatusCode}
+	out := outcome{status: resp.StatusCode}
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		out.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
+	}
+	return out
 }
 
-// sign sets the Standard Webhooks headers: the id (constant across
-// attempts), this attempt's timestamp and, with a secret, the signature
-// over "id.timestamp.body".
-func (n *Notifier) sign(h http.Header, webhookID string, body []byte, now time.Time) error {
-	h.Set("User-Agent", userAgent)
-	h.Set(standardwebhooks.HeaderWebhookID, webhookID)
-	h.Set(standardwebhooks.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
-	if n.signer == nil {
-		return nil
-	}
-	sig, err := n.signer.Sign(webhookID, now, body)
+// sign reads the payload once, computing the Standard Webhooks signature
+// (v1, HMAC-SHA256 of "id.timestamp.body" with the secret, "" without one)
+// and the body's sha256.
+func (n *Notifier) sign(p *payload, webhookID string, now time.Time) (sig, sum string, err error) {
+	body, err := p.open()
 	if err != nil {
-		return fmt.Errorf("sign: %w", err)
+		return "", "", err
 	}
-	h.Set(standardwebhooks.HeaderWebhookSignature, sig)
-	return nil
+	defer body.Close()
+	h := sha256.New()
+	w := io.Writer(h)
+	var mac hash.Hash
+	if n.key != nil {
+		mac = hmac.New(sha256.New, n.key)
+		fmt.Fprintf(mac, "%s.%d.", webhookID, now.Unix())
+		w = io.MultiWriter(h, mac)
+	}
+	if _, err := io.Copy(w, body); err != nil {
+		return "", "", fmt.Errorf("read payload: %w", err)
+	}
+	if mac != nil {
+		sig = "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	}
+	return sig, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// maxRetryAfter bounds how long a receiver can ask scangate to wait.
+const maxRetryAfter = 24 * time.Hour
+
+// parseRetryAfter reads Retry-After as seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
+		return min(time.Duration(s)*time.Second, maxRetryAfter)
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return min(t.Sub(now), maxRetryAfter)
+	}
+	return 0
 }
 
 // record applies an attempt's outcome to st and returns how long until the
@@ -174,7 +265,7 @@ func (n *Notifier) record(st *State, out outcome, now time.Time) time.Duration {
 		st.finish(StateFailed, fmt.Sprintf("%s; gave up after %d attempts", why, st.Attempts))
 		return 0
 	}
-	delay := n.retryDelay(st.Attempts)
+	delay := max(n.retryDelay(st.Attempts), out.retryAfter)
 	st.retryAt(now.Add(delay), why)
 	return delay
 }

@@ -20,8 +20,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
-	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/config"
 	"github.com/scangate/scangate/pkg/events"
@@ -47,11 +47,20 @@ type Notifier struct {
 	log     zerolog.Logger
 	results result.Store
 	client  *http.Client
-	signer  *standardwebhooks.Webhook // nil: deliveries are not signed
+	key     []byte // webhooks.secret decoded; nil: deliveries are not signed
+	blobs   blob.Store
+	hosts   hostSlots
 }
 
+// Option configures a Notifier.
+type Option func(*Notifier)
+
+// WithBlobs gives the notifier the blob store, so it can deliver sanitized
+// files to sanitizedurl targets.
+func WithBlobs(s blob.Store) Option { return func(n *Notifier) { n.blobs = s } }
+
 // New checks cfg and prepares a notifier on b.
-func New(b *bus.Bus, cfg config.WebhooksConfig, log zerolog.Logger) (*Notifier, error) {
+func New(b *bus.Bus, cfg config.WebhooksConfig, log zerolog.Logger, opts ...Option) (*Notifier, error) {
 	if cfg.MaxAttempts < 1 {
 		return nil, errors.New("webhooks.max_attempts: must be at least 1")
 	}
@@ -73,9 +82,10 @@ func New(b *bus.Bus, cfg config.WebhooksConfig, log zerolog.Logger) (*Notifier, 
 		if err != nil {
 			return nil, fmt.Errorf("webhooks.secret: %w", err)
 		}
-		if n.signer, err = standardwebhooks.NewWebhookRaw(key); err != nil {
-			return nil, fmt.Errorf("webhooks.secret: %w", err)
-		}
+		n.key = key
+	}
+	for _, o := range opts {
+		o(n)
 	}
 	return n, nil
 }

@@ -1,11 +1,17 @@
 package notifier
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
+	"strings"
 
+	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/events"
 	"github.com/scangate/scangate/pkg/result"
 )
@@ -17,10 +23,10 @@ type kind string
 const (
 	// kindCallback receives the public result JSON (callbackurl).
 	kindCallback kind = "callback"
-	// kindSanitized will receive the sanitized bytes (sanitizedurl), with
+	// kindSanitized receives the sanitized bytes (sanitizedurl), with
 	// headers dataid, sanitization-result, sanitized-file-hash and
-	// Content-Disposition. Not delivered yet: it needs the blob store here.
-	// kindSanitized kind = "sanitized"
+	// Content-Disposition.
+	kindSanitized kind = "sanitized"
 )
 
 // target is one place to deliver one file's outcome to.
@@ -35,8 +41,9 @@ func targetsOf(ev *events.ScanDone) []target {
 	if ev.CallbackURL != "" {
 		ts = append(ts, target{kind: kindCallback, url: ev.CallbackURL})
 	}
-	// sanitizedurl: append target{kind: kindSanitized, url: ev.SanitizedURL}
-	// here once payload below can produce its body.
+	if ev.SanitizedURL != "" {
+		ts = append(ts, target{kind: kindSanitized, url: ev.SanitizedURL})
+	}
 	return ts
 }
 
@@ -66,22 +73,67 @@ func (t target) webhookID(dataID string) string {
 // pointless.
 var errPermanent = errors.New("permanent")
 
+// payload is what one delivery sends: a body that can be read more than
+// once (a first pass signs and hashes it, the second sends it, so even a
+// large sanitized file is never held in memory) and its headers.
+type payload struct {
+	open   func() (io.ReadCloser, error)
+	size   int64
+	header http.Header
+}
+
 // payload is the body and content headers t receives for dataID.
-func (n *Notifier) payload(ctx context.Context, t target, dataID string) ([]byte, http.Header, error) {
+func (n *Notifier) payload(ctx context.Context, t target, dataID string) (*payload, error) {
+	raw, err := n.results.GetRaw(ctx, dataID)
+	if errors.Is(err, result.ErrNotFound) {
+		return nil, fmt.Errorf("%w: no result stored for %s", errPermanent, dataID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	body, err := result.ResultJSON(raw)
+	if err != nil || len(body) == 0 {
+		return nil, fmt.Errorf("%w: stored result of %s is unreadable: %v", errPermanent, dataID, err)
+	}
 	switch t.kind {
 	case kindCallback:
-		raw, err := n.results.GetRaw(ctx, dataID)
-		if errors.Is(err, result.ErrNotFound) {
-			return nil, nil, fmt.Errorf("%w: no result stored for %s", errPermanent, dataID)
+		return &payload{
+			open:   func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
+			size:   int64(len(body)),
+			header: http.Header{"Content-Type": {"application/json"}},
+		}, nil
+	case kindSanitized:
+		var res result.Result
+		if err := json.Unmarshal(body, &res); err != nil {
+			return nil, fmt.Errorf("%w: stored result of %s is unreadable: %v", errPermanent, dataID, err)
+		}
+		pp := res.ProcessInfo.PostProcessing
+		if n.blobs == nil || !strings.HasPrefix(pp.ActionsRan, "Sanitized") {
+			return nil, fmt.Errorf("%w: no sanitized file for %s (sanitization %q)", errPermanent, dataID, pp.ActionsRan)
+		}
+		obj, err := n.blobs.Open(ctx, blob.SanitizedKey(dataID))
+		if errors.Is(err, blob.ErrNotFound) {
+			return nil, fmt.Errorf("%w: sanitized file of %s is gone", errPermanent, dataID)
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		body, err := result.ResultJSON(raw)
-		if err != nil || len(body) == 0 {
-			return nil, nil, fmt.Errorf("%w: stored result of %s is unreadable: %v", errPermanent, dataID, err)
+		size := obj.Size()
+		obj.Close()
+		name := pp.ConvertedDestination
+		if name == "" {
+			name = dataID
 		}
-		return body, http.Header{"Content-Type": {"application/json"}}, nil
+		return &payload{
+			open: func() (io.ReadCloser, error) { return n.blobs.Open(ctx, blob.SanitizedKey(dataID)) },
+			size: size,
+			header: http.Header{
+				"Content-Type":        {"application/octet-stream"},
+				"Content-Disposition": {mime.FormatMediaType("attachment", map[string]string{"filename": name})},
+				"Dataid":              {dataID},
+				"Sanitization-Result": {pp.ActionsRan},
+			},
+		}, nil
 	}
-	return nil, nil, fmt.Errorf("%w: target kind %q cannot be delivered", errPermanent, t.kind)
+	return nil, fmt.Errorf("%w: target kind %q cannot be delivered", errPermanent, t.kind)
 }

@@ -374,6 +374,12 @@ func (s *Scanner) scan(ctx context.Context, fc *events.FileComplete, rec *result
 		}
 		rec.Result.ExtractedFiles = ef
 	}
+	for _, d := range details {
+		codes[d.ScanResultI] = true
+	}
+	for c := range s.sanitize(ctx, wf, fc, obj, ft.MIME, codes, rec) {
+		codes[c] = true
+	}
 	conclude(rec, wf, details, codes, start)
 	return nil
 }

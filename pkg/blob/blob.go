@@ -48,3 +48,6 @@ var keyRE = regexp.MustCompile(`^[0-9a-f]{32}(\.[a-z0-9]{1,16})?$`)
 
 // ValidKey reports whether key may name a blob.
 func ValidKey(key string) bool { return keyRE.MatchString(key) }
+
+// SanitizedKey is the key of dataID's sanitized output.
+func SanitizedKey(dataID string) string { return dataID + ".sanitized" }

@@ -48,6 +48,13 @@ func (b *Bus) PublishScanDone(ctx context.Context, ev *events.ScanDone) error {
 	return err
 }
 
+// ReplayScanDone announces a final result again, for a webhook replay: a
+// fresh message id gets it past the duplicate window.
+func (b *Bus) ReplayScanDone(ctx context.Context, ev *events.ScanDone) error {
+	_, err := b.publish(ctx, events.ScanDoneSubject(ev.DataID), fmt.Sprintf("replay-%s-%d", ev.DataID, time.Now().UnixNano()), ev)
+	return err
+}
+
 // ScheduleExpiry arranges for an expire event to reach the session's
 // partition at when. Publishing it again replaces the schedule.
 func (b *Bus) ScheduleExpiry(ctx context.Context, partition int, dataID string, when time.Time) error {

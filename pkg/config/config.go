@@ -127,7 +127,15 @@ type Workflow struct {
 	Multipart   MultipartConfig `yaml:"multipart"`
 	Archive     ArchiveConfig   `yaml:"archive"`
 	FileType    FileTypeConfig  `yaml:"filetype"`
+	Sanitize    SanitizeConfig  `yaml:"sanitize"`
 	Block       []string        `yaml:"block"`
+}
+
+type SanitizeConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// BlockUnsanitized gives verdict 30 (Blocked Verdict by Deep CDR) to a
+	// file that could not be sanitized: an unsupported type or a failure.
+	BlockUnsanitized bool `yaml:"block_unsanitized"`
 }
 
 type ArchiveConfig struct {

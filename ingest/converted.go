@@ -1,0 +1,103 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"strconv"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/scangate/scangate/pkg/blob"
+	"github.com/scangate/scangate/pkg/ids"
+	"github.com/scangate/scangate/pkg/result"
+)
+
+var errNoConverted = apiError(fiber.StatusNotFound, "Not found")
+
+// getConverted is GET /file/converted/{data_id}: the sanitized file, as an
+// attachment, with single-range requests answered 206.
+func (s *Server) getConverted(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if !ids.Valid(id) {
+		return errNoConverted
+	}
+	rec, _, err := s.results.Get(c.UserContext(), id)
+	if errors.Is(err, result.ErrNotFound) {
+		return errNoConverted
+	}
+	if err != nil {
+		return err
+	}
+	pp := rec.Result.ProcessInfo.PostProcessing
+	if !rec.Final() || !strings.HasPrefix(pp.ActionsRan, "Sanitized") {
+		return errNoConverted
+	}
+	obj, err := s.blobs.Open(c.UserContext(), blob.SanitizedKey(id))
+	if errors.Is(err, blob.ErrNotFound) {
+		return errNoConverted
+	}
+	if err != nil {
+		return err
+	}
+	size := obj.Size()
+	start, end, partial, err := parseRange(c.Get(fiber.HeaderRange), size)
+	if err != nil {
+		obj.Close()
+		c.Set(fiber.HeaderContentRange, "bytes */"+strconv.FormatInt(size, 10))
+		return apiError(fiber.StatusRequestedRangeNotSatisfiable, "Range not satisfiable.")
+	}
+	name := pp.ConvertedDestination
+	if name == "" {
+		name = id
+	}
+	c.Set(fiber.HeaderContentDisposition, mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	c.Set(fiber.HeaderContentType, fiber.MIMEOctetStream)
+	c.Set(fiber.HeaderAcceptRanges, "bytes")
+	if partial {
+		c.Status(fiber.StatusPartialContent)
+		c.Set(fiber.HeaderContentRange, fmt.Sprintf("bytes %d-%d/%d", start, end-1, size))
+	}
+	// fasthttp closes the reader once the body is sent.
+	return c.SendStream(readCloser{io.NewSectionReader(obj, start, end-start), obj}, int(end-start))
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// parseRange reads a single "bytes=a-b", "bytes=a-" or "bytes=-n" range;
+// no header (or a multi-range one, served whole) is the full body.
+func parseRange(h string, size int64) (start, end int64, partial bool, err error) {
+	spec, ok := strings.CutPrefix(strings.TrimSpace(h), "bytes=")
+	if !ok || strings.Contains(spec, ",") {
+		return 0, size, false, nil
+	}
+	first, last, ok := strings.Cut(spec, "-")
+	if !ok {
+		return 0, 0, false, errors.New("bad range")
+	}
+	if first == "" { // suffix: the last n bytes
+		n, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || n <= 0 {
+			return 0, 0, false, errors.New("bad range")
+		}
+		return max(0, size-n), size, true, nil
+	}
+	start, err = strconv.ParseInt(first, 10, 64)
+	if err != nil || start < 0 || start >= size {
+		return 0, 0, false, errors.New("bad range")
+	}
+	end = size
+	if last != "" {
+		l, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || l < start {
+			return 0, 0, false, errors.New("bad range")
+		}
+		end = min(size, l+1)
+	}
+	return start, end, true, nil
+}

@@ -92,10 +92,13 @@ func (n *Notifier) deliver(ctx context.Context, dataID string, t target) (*State
 	return n.save(ctx, key, st, rev, n.record(st, out, time.Now()))
 }
 
-// Per-host concurrency: at most maxPerHost attempts to one host at once.
+// Per-host concurrency: one host may hold at most half of the delivery
+// slots, so a slow or hanging receiver leaves the other half to everyone
+// else. A delivery that finds its host's share taken goes back to
+// JetStream for hostBusyDelay (no attempt spent).
 const (
-	maxPerHost    = 8
-	hostBusyDelay = time.Second
+	maxPerHost    = MaxInFlight / 2
+	hostBusyDelay = 100 * time.Millisecond
 )
 
 // hostSlots counts attempts in flight per host.

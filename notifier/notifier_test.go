@@ -32,7 +32,7 @@ const waitLimit = 20 * time.Second
 
 // newBus starts an embedded JetStream server in a temp dir and opens the
 // topology on it.
-func newBus(t *testing.T) *bus.Bus {
+func newBus(t testing.TB) *bus.Bus {
 	t.Helper()
 	e, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Log: zerolog.Nop()})
 	if err != nil {
@@ -51,7 +51,7 @@ func newBus(t *testing.T) *bus.Bus {
 	return b
 }
 
-func testConfig(t *testing.T) config.WebhooksConfig {
+func testConfig(t testing.TB) config.WebhooksConfig {
 	key := make([]byte, 32)
 	rand.Read(key)
 	return config.WebhooksConfig{
@@ -117,7 +117,7 @@ func finish(t *testing.T, b *bus.Bus, callbackURL string) (string, []byte) {
 	return id, body
 }
 
-func announce(t *testing.T, b *bus.Bus, ev *events.ScanDone, msgID string) {
+func announce(t testing.TB, b *bus.Bus, ev *events.ScanDone, msgID string) {
 	t.Helper()
 	data, err := json.Marshal(ev)
 	if err != nil {

@@ -175,6 +175,10 @@ func (a *Assembler) handle(ctx context.Context, p int, msg jetstream.Msg) {
 	st.LastSeq = seq
 
 	if err := a.effects(ctx, st, before, log); err != nil {
+		if ctx.Err() != nil {
+			_ = msg.Nak() // shutting down: the next owner redoes it
+			return
+		}
 		log.Error().Err(err).Msg("applying upload event failed; will retry")
 		_ = msg.NakWithDelay(time.Second)
 		return

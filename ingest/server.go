@@ -7,6 +7,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -193,5 +194,25 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	} else {
 		s.log.Error().Err(err).Str("path", c.Path()).Msg("request failed")
 	}
+	s.drainBody(c)
 	return c.Status(status).JSON(fiber.Map{"err": msg})
+}
+
+// drainLimit is how much of an unread request body is read and discarded
+// before an error answer. A client still sending its body would otherwise
+// see its connection reset instead of the answer; beyond this the
+// connection is simply closed.
+const drainLimit = 1 << 20
+
+func (s *Server) drainBody(c *fiber.Ctx) {
+	r := c.Context().RequestBodyStream()
+	// A body the handler started on was refused mid-way (cut off by an
+	// abort, a stalled client): no point waiting for the rest.
+	if r == nil || c.Locals(bodyStarted) != nil || c.Request().Header.ContentLength() > drainLimit {
+		return
+	}
+	if conn := c.Context().Conn(); conn != nil {
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(r, drainLimit))
 }

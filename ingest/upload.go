@@ -164,12 +164,17 @@ const jsErrCodeStreamStoreFailed jetstream.ErrorCode = 10077
 // buffers (so hashing and disk writes work on large chunks) and gives up on
 // a client that stops sending for IdleTimeout.
 func (s *Server) bodyStream(c *fiber.Ctx) io.Reader {
+	c.Locals(bodyStarted, true)
 	var r io.Reader = c.Context().RequestBodyStream()
 	if r == nil {
 		r = bytes.NewReader(c.Body())
 	}
 	return &idleReader{r: r, conn: c.Context().Conn(), idle: s.opts.IdleTimeout}
 }
+
+// bodyStarted marks (in the request's locals) that the handler began
+// reading the body.
+const bodyStarted = "scangate.body-started"
 
 // idleReader extends the connection's read deadline before every read, so
 // a slow but steady upload of any size succeeds and a stalled one ends.

@@ -233,6 +233,10 @@ func (s *Scanner) finish(ctx context.Context, msg jetstream.Msg, rec *result.Rec
 	}
 	done := &events.ScanDone{DataID: rec.Result.DataID, CallbackURL: rec.Meta.CallbackURL, SanitizedURL: rec.Meta.SanitizedURL}
 	if err := s.b.PublishScanDone(ctx, done); err != nil {
+		if ctx.Err() != nil {
+			_ = msg.Nak() // shutting down: redelivery announces it
+			return
+		}
 		log.Error().Err(err).Msg("announcing result failed; will retry")
 		_ = msg.NakWithDelay(time.Second)
 		return

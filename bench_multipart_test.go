@@ -36,13 +36,7 @@ func BenchmarkMultipartLarge(b *testing.B) {
 	const partSize, parallel = 64 << 20, 8
 	dir := b.TempDir()
 	for range b.N {
-		t0 := time.Now()
-		f, _ := os.Create(filepath.Join(dir, "baseline"))
-		io.CopyBuffer(f, newPatternReader(size), make([]byte, 256<<10))
-		f.Sync()
-		f.Close()
-		diskSecs := time.Since(t0).Seconds()
-		os.Remove(filepath.Join(dir, "baseline"))
+		diskSecs := diskBaseline(dir, size)
 
 		p := startServeProcess(b, filepath.Join(dir, "data"))
 		var peak atomic.Int64
@@ -51,7 +45,7 @@ func BenchmarkMultipartLarge(b *testing.B) {
 
 		parts := make(chan int64)
 		var wg sync.WaitGroup
-		t0 = time.Now()
+		t0 := time.Now()
 		for range parallel {
 			wg.Go(func() {
 				for off := range parts {

@@ -79,13 +79,7 @@ func BenchmarkLargeFile(b *testing.B) {
 		io.Copy(h, newPatternReader(size))
 		shaSecs := time.Since(t0).Seconds()
 
-		t0 = time.Now()
-		f, _ := os.Create(filepath.Join(dir, "baseline"))
-		io.CopyBuffer(f, newPatternReader(size), make([]byte, 256<<10))
-		f.Sync()
-		f.Close()
-		diskSecs := time.Since(t0).Seconds()
-		os.Remove(filepath.Join(dir, "baseline"))
+		diskSecs := diskBaseline(dir, size)
 
 		p := startServeProcess(b, filepath.Join(dir, "data"))
 		var peak atomic.Int64
@@ -187,4 +181,17 @@ func rssKiB(pid int, field string) int64 {
 		}
 	}
 	return 0
+}
+
+// diskBaseline writes size pattern bytes to a file in dir with fsync, as an
+// upload would land them, and returns the seconds it took.
+func diskBaseline(dir string, size int64) float64 {
+	t0 := time.Now()
+	f, _ := os.Create(filepath.Join(dir, "baseline"))
+	io.CopyBuffer(f, newPatternReader(size), make([]byte, 256<<10))
+	f.Sync()
+	f.Close()
+	secs := time.Since(t0).Seconds()
+	os.Remove(filepath.Join(dir, "baseline"))
+	return secs
 }

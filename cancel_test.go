@@ -71,6 +71,28 @@ func TestCancelQueuedFile(t *testing.T) {
 	}
 }
 
+// startWithEngine runs a node whose only scanner uses eng (registered as
+// "signatures", which every workflow runs).
+func startWithEngine(t *testing.T, eng engines.Engine) *node {
+	t.Helper()
+	cfg := testConfig(t)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := start(context.Background(), cfg, []role{roleIngest, roleNotifier}, testLog{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	blobs, _ := blob.NewFS(filepath.Join(cfg.DataDir, "blobs"))
+	sc := scanner.New(n.bus, blobs, scanner.Options{Workers: 1, Timeout: time.Minute, Workflows: workflow.NewSet(cfg.Workflows),
+		Engines: []scanner.NamedEngine{{Name: "signatures", Engine: eng}}}, n.log)
+	ctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	go sc.Run(ctx)
+	return n
+}
+
 // blockingEngine stands for a slow engine (a large archive, a remote AV):
 // it reads nothing and returns only when its scan is stopped.
 type blockingEngine struct{ started chan string }
@@ -88,22 +110,9 @@ func (b blockingEngine) ScanStream(ctx context.Context, in *engines.Input, r io.
 // A running scan is stopped by the cancel, and the verdict is 19 — not a
 // failure, not a late clean verdict from the interrupted scanner.
 func TestCancelRunningScan(t *testing.T) {
-	cfg := testConfig(t)
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	n, err := start(context.Background(), cfg, []role{roleIngest, roleNotifier}, testLog{t})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Close() })
 	slow := blockingEngine{started: make(chan string, 1)}
-	blobs, _ := blob.NewFS(filepath.Join(cfg.DataDir, "blobs"))
-	sc := scanner.New(n.bus, blobs, scanner.Options{Workers: 1, Timeout: time.Minute, Workflows: workflow.NewSet(cfg.Workflows),
-		Engines: []scanner.NamedEngine{{Name: "signatures", Engine: slow}}}, n.log)
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	go sc.Run(ctx)
+	n := startWithEngine(t, slow)
+	ctx := context.Background()
 
 	id := mustUpload(t, n.url(""), []byte("slow file"), nil)
 	select {
@@ -157,22 +166,8 @@ func (b selectiveBlocker) ScanStream(ctx context.Context, in *engines.Input, r i
 // Cancelling an archive stops the scan of the child in progress and of
 // the children not reached yet.
 func TestCancelArchiveCascades(t *testing.T) {
-	cfg := testConfig(t)
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	n, err := start(context.Background(), cfg, []role{roleIngest, roleNotifier}, testLog{t})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Close() })
 	slow := selectiveBlocker{name: "slow.txt", started: make(chan string, 1), stopped: make(chan error, 1)}
-	blobs, _ := blob.NewFS(filepath.Join(cfg.DataDir, "blobs"))
-	sc := scanner.New(n.bus, blobs, scanner.Options{Workers: 1, Timeout: time.Minute, Workflows: workflow.NewSet(cfg.Workflows),
-		Engines: []scanner.NamedEngine{{Name: "signatures", Engine: slow}}}, n.log)
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	go sc.Run(ctx)
+	n := startWithEngine(t, slow)
 
 	z := zipOf(t, map[string][]byte{"a.txt": []byte("a"), "slow.txt": []byte("s"), "c.txt": []byte("c")}, "a.txt", "slow.txt", "c.txt")
 	id := mustUpload(t, n.url(""), z, map[string]string{"filename": "three.zip"})

@@ -394,14 +394,7 @@ func (a *Assembler) reuse(ctx context.Context, st *state, earlier *result.Record
 			return err
 		}
 	}
-	done := &events.ScanDone{DataID: s.DataID, CallbackURL: s.Meta.CallbackURL, SanitizedURL: s.Meta.SanitizedURL}
-	if err := a.b.PublishScanDone(ctx, done); err != nil {
-		return err
-	}
-	if err := a.blobs.Delete(ctx, s.DataID); err != nil {
-		return err
-	}
-	return a.b.PurgeUpload(ctx, s.Partition, s.DataID)
+	return a.announceAndRelease(ctx, s)
 }
 
 // end closes a session that will never complete: final verdict (unless the
@@ -427,6 +420,12 @@ func (a *Assembler) end(ctx context.Context, st *state, code int) error {
 		}
 		break
 	}
+	return a.announceAndRelease(ctx, s)
+}
+
+// announceAndRelease publishes the session's final result (webhooks),
+// releases its bytes and purges its log. Each step is idempotent.
+func (a *Assembler) announceAndRelease(ctx context.Context, s *session.Session) error {
 	done := &events.ScanDone{DataID: s.DataID, CallbackURL: s.Meta.CallbackURL, SanitizedURL: s.Meta.SanitizedURL}
 	if err := a.b.PublishScanDone(ctx, done); err != nil {
 		return err

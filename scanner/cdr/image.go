@@ -82,6 +82,27 @@ func (s *ImageSanitizer) checkPixels(format string, cfg image.Config) error {
 	return nil
 }
 
+// decodeChecked decodes the image in the first end bytes of in, refusing
+// it by its declared size before any pixel is decoded.
+func (s *ImageSanitizer) decodeChecked(ctx context.Context, format string, in io.ReaderAt, end int64,
+	config func(io.Reader) (image.Config, error), decode func(io.Reader) (image.Image, error)) (image.Image, error) {
+	cfg, err := config(imageSection(in, end))
+	if err != nil {
+		return nil, fmt.Errorf("cdr: %s: %w", format, err)
+	}
+	if err := s.checkPixels(format, cfg); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	img, err := decode(imageSection(in, end))
+	if err != nil {
+		return nil, fmt.Errorf("cdr: %s: %w", format, err)
+	}
+	return img, nil
+}
+
 func imageSection(in io.ReaderAt, n int64) *bufio.Reader {
 	return bufio.NewReaderSize(io.NewSectionReader(in, 0, n), 64<<10)
 }
@@ -100,19 +121,9 @@ func (s *ImageSanitizer) sanitizeJPEG(ctx context.Context, in io.ReaderAt, size 
 			info.removed.add("trailing data")
 		}
 	}
-	cfg, err := jpeg.DecodeConfig(imageSection(in, end))
+	img, err := s.decodeChecked(ctx, "jpeg", in, end, jpeg.DecodeConfig, jpeg.Decode)
 	if err != nil {
-		return Result{}, fmt.Errorf("cdr: jpeg: %w", err)
-	}
-	if err := s.checkPixels("jpeg", cfg); err != nil {
 		return Result{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return Result{}, err
-	}
-	img, err := jpeg.Decode(imageSection(in, end))
-	if err != nil {
-		return Result{}, fmt.Errorf("cdr: jpeg: %w", err)
 	}
 	if info.orientation > 1 && info.orientation <= 8 {
 		// The EXIF block that told viewers how to rotate is going away,
@@ -441,19 +452,9 @@ func (s *ImageSanitizer) sanitizePNG(ctx context.Context, in io.ReaderAt, size i
 	} else if end < size {
 		removed.add("trailing data")
 	}
-	cfg, err := png.DecodeConfig(imageSection(in, end))
+	img, err := s.decodeChecked(ctx, "png", in, end, png.DecodeConfig, png.Decode)
 	if err != nil {
-		return Result{}, fmt.Errorf("cdr: png: %w", err)
-	}
-	if err := s.checkPixels("png", cfg); err != nil {
 		return Result{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return Result{}, err
-	}
-	img, err := png.Decode(imageSection(in, end))
-	if err != nil {
-		return Result{}, fmt.Errorf("cdr: png: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return Result{}, err

@@ -2,13 +2,12 @@ package notifier
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/scangate/scangate/pkg/kvjson"
 	"github.com/scangate/scangate/pkg/result"
 )
 
@@ -22,9 +21,6 @@ const (
 
 // ErrNoState: no delivery has been recorded for that data_id.
 var ErrNoState = errors.New("no webhook delivery state")
-
-// errConflict: another notifier wrote the state since we read it.
-var errConflict = errors.New("webhook state changed concurrently")
 
 // State is one target's delivery record in the webhooks bucket. Its JSON is
 // served as is by GET /file/webhook/{data_id}, so the first six fields are
@@ -88,60 +84,33 @@ func (s *State) finish(state, why string) {
 	s.LastError = why
 }
 
+// states is the webhooks bucket as a store of delivery states.
+func states(kv jetstream.KeyValue) kvjson.Store[State] {
+	return kvjson.Store[State]{KV: kv, Name: "webhooks"}
+}
+
 // LoadState returns the stored delivery state JSON of dataID's callback,
 // ready to serve, or ErrNoState.
 func LoadState(ctx context.Context, kv jetstream.KeyValue, dataID string) ([]byte, error) {
-	e, err := kv.Get(ctx, callbackKey(dataID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+	raw, _, err := states(kv).GetRaw(ctx, callbackKey(dataID))
+	if errors.Is(err, kvjson.ErrNotFound) {
 		return nil, ErrNoState
 	}
-	if err != nil {
-		return nil, fmt.Errorf("webhooks get %s: %w", dataID, err)
-	}
-	return e.Value(), nil
+	return raw, err
 }
 
 // loadState reads and decodes the state under key with its revision.
 func loadState(ctx context.Context, kv jetstream.KeyValue, key string) (*State, uint64, error) {
-	e, err := kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	s, rev, err := states(kv).Get(ctx, key)
+	if errors.Is(err, kvjson.ErrNotFound) {
 		return nil, 0, ErrNoState
 	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("webhooks get %s: %w", key, err)
-	}
-	var s State
-	if err := json.Unmarshal(e.Value(), &s); err != nil {
-		return nil, 0, fmt.Errorf("webhooks decode %s: %w", key, err)
-	}
-	return &s, e.Revision(), nil
+	return s, rev, err
 }
 
 // saveState writes s under key, replacing exactly revision rev (0: creating
 // it), so two notifiers handling the same message at once cannot both
 // count an attempt as theirs. It returns the new revision.
 func saveState(ctx context.Context, kv jetstream.KeyValue, key string, s *State, rev uint64) (uint64, error) {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return 0, fmt.Errorf("webhooks encode %s: %w", key, err)
-	}
-	var newRev uint64
-	if rev == 0 {
-		newRev, err = kv.Create(ctx, key, b)
-	} else {
-		newRev, err = kv.Update(ctx, key, b, rev)
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) || wrongSequence(err) {
-		return 0, fmt.Errorf("webhooks put %s: %w", key, errConflict)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("webhooks put %s: %w", key, err)
-	}
-	return newRev, nil
-}
-
-func wrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+	return states(kv).Put(ctx, key, s, rev)
 }

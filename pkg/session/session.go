@@ -8,14 +8,12 @@ package session
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scangate/scangate/pkg/events"
+	"github.com/scangate/scangate/pkg/kvjson"
 	"github.com/scangate/scangate/pkg/rangeset"
 	"github.com/scangate/scangate/pkg/result"
 )
@@ -79,68 +77,28 @@ func (s *Session) View() View {
 }
 
 // ErrNotFound: no session with that id.
-var ErrNotFound = errors.New("upload session not found")
+var ErrNotFound = kvjson.ErrNotFound
 
 // ErrConflict: the session changed since it was read.
-var ErrConflict = errors.New("upload session changed concurrently")
+var ErrConflict = kvjson.ErrConflict
 
-// Store reads and writes sessions with compare-and-set.
+// Store reads and writes sessions with compare-and-set (see pkg/kvjson).
 type Store struct{ KV jetstream.KeyValue }
+
+func (s Store) kv() kvjson.Store[Session] { return kvjson.Store[Session]{KV: s.KV, Name: "sessions"} }
 
 // Get returns the session and its revision.
 func (s Store) Get(ctx context.Context, dataID string) (*Session, uint64, error) {
-	e, err := s.KV.Get(ctx, dataID)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, ErrNotFound
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("sessions get %s: %w", dataID, err)
-	}
-	var sess Session
-	if err := json.Unmarshal(e.Value(), &sess); err != nil {
-		return nil, 0, fmt.Errorf("sessions decode %s: %w", dataID, err)
-	}
-	return &sess, e.Revision(), nil
+	return s.kv().Get(ctx, dataID)
 }
 
 // Put creates (revision 0) or replaces exactly revision.
 func (s Store) Put(ctx context.Context, sess *Session, revision uint64) (uint64, error) {
-	b, err := json.Marshal(sess)
-	if err != nil {
-		return 0, fmt.Errorf("sessions encode: %w", err)
-	}
-	var rev uint64
-	if revision == 0 {
-		rev, err = s.KV.Create(ctx, sess.DataID, b)
-	} else {
-		rev, err = s.KV.Update(ctx, sess.DataID, b, revision)
-	}
-	if result.IsConflict(err) {
-		return 0, ErrConflict
-	}
-	if err != nil {
-		return 0, fmt.Errorf("sessions put %s: %w", sess.DataID, err)
-	}
-	return rev, nil
+	return s.kv().Put(ctx, sess.DataID, sess, revision)
 }
 
 // Update applies change to the current session until it lands without a
 // conflict. change returns false to leave the session as it is.
 func (s Store) Update(ctx context.Context, dataID string, change func(*Session) (bool, error)) (*Session, error) {
-	for {
-		sess, rev, err := s.Get(ctx, dataID)
-		if err != nil {
-			return nil, err
-		}
-		ok, err := change(sess)
-		if err != nil || !ok {
-			return sess, err
-		}
-		if _, err := s.Put(ctx, sess, rev); errors.Is(err, ErrConflict) {
-			continue
-		} else if err != nil {
-			return nil, err
-		}
-		return sess, nil
-	}
+	return s.kv().Update(ctx, dataID, change)
 }

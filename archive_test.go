@@ -116,6 +116,11 @@ func TestArchiveLimits(t *testing.T) {
 	if code, r := verdict(nestZip(t, []byte("deep"), 12)); code != 9 {
 		t.Errorf("12-deep nesting: %d %v", code, r["process_info"])
 	}
+	// The child that hit the limit is the archive's worst, not the clean one before it.
+	mixed := zipOf(t, map[string][]byte{"clean.txt": []byte("ok"), "deep.zip": nestZip(t, []byte("deep"), 11)}, "clean.txt", "deep.zip")
+	if code, r := verdict(mixed); code != 9 || path(r, "extracted_files", "worst_data_id") != path(r, "extracted_files", "files_in_archive").([]any)[1].(map[string]any)["data_id"] {
+		t.Errorf("worst child of a clean file and a too-deep archive: %d %v", code, r["extracted_files"])
+	}
 	if code, _ := verdict(nestZip(t, []byte("fine"), 3)); code != 0 {
 		t.Errorf("3-deep nesting: %d", code)
 	}

@@ -10,7 +10,6 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -199,5 +198,3 @@ func num(v any) int64 {
 }
 
 func str(v any) string { s, _ := v.(string); return s }
-
-func fmtID(s string) string { return fmt.Sprintf("%q", s) }

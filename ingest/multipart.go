@@ -89,10 +89,9 @@ func (s *Server) openSession(ctx context.Context, total int64, meta events.FileM
 		ExpiresAt: now.Add(ttl), Partition: events.Partition(id, s.b.Opts.Partitions), Meta: meta, Chunked: chunked}
 	log := s.log.With().Str("data_id", id).Logger()
 	fail := func(err error) (*session.Session, error) {
-		log.Error().Err(err).Msg("opening upload session failed")
 		_ = s.b.Sessions.Delete(context.Background(), id)
 		_ = s.b.Results.Delete(context.Background(), id)
-		return nil, apiError(fiber.StatusServiceUnavailable, "Failed to request scan. Try again later.")
+		return nil, s.queueError(err, log)
 	}
 	if _, err := s.sessions.Put(ctx, sess, 0); err != nil {
 		return fail(err)
@@ -306,8 +305,7 @@ func (s *Server) storePart(c *fiber.Ctx, sess *session.Session, off, n int64) er
 	}
 	part := &events.UploadEvent{Kind: events.UploadPart, DataID: id, Off: off, Len: n}
 	if err := s.b.PublishUpload(s.ctx, sess.Partition, part, fmt.Sprintf("part-%s-%d-%d", id, off, n)); err != nil {
-		log.Error().Err(err).Msg("publishing part failed")
-		return apiError(fiber.StatusServiceUnavailable, "Failed to request scan. Try again later.")
+		return s.queueError(err, log)
 	}
 	log.Debug().Msg("part stored")
 	return nil

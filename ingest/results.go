@@ -269,14 +269,14 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 	} else {
 		checks["disk"] = "ok"
 	}
-	status := fiber.StatusOK
+	status, body := fiber.StatusOK, fiber.Map{"status": "ok"}
 	if !ok {
-		status = fiber.StatusServiceUnavailable
+		status, body["status"] = fiber.StatusServiceUnavailable, "unavailable"
 	}
 	if c.Query("verbose") == "true" {
-		return c.Status(status).JSON(fiber.Map{"status": map[bool]string{true: "ok", false: "unavailable"}[ok], "checks": checks})
+		body["checks"] = checks
 	}
-	return c.Status(status).JSON(fiber.Map{"status": map[bool]string{true: "ok", false: "unavailable"}[ok]})
+	return c.Status(status).JSON(body)
 }
 
 // livez is GET /livez: the process answers.

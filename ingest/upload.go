@@ -137,14 +137,15 @@ func (s *Server) checkDisk(size int64) error {
 	return nil
 }
 
-// queueError maps a failed file-complete publish to API.md's answers: a
-// full queue is the client's cue to back off; anything else is ours.
+// queueError maps a failed publish (file-complete, upload event) to
+// API.md's answers: a full queue is the client's cue to back off; anything
+// else is ours.
 func (s *Server) queueError(err error, log zerolog.Logger) error {
 	if isQueueFull(err) {
 		log.Warn().Msg("scan queue full; upload refused")
 		return apiError(fiber.StatusServiceUnavailable, "Server is too busy. Try again later.")
 	}
-	log.Error().Err(err).Msg("queueing file for scan failed")
+	log.Error().Err(err).Msg("publishing to JetStream failed")
 	return apiError(fiber.StatusServiceUnavailable, "Failed to request scan. Try again later.")
 }
 

@@ -92,7 +92,7 @@ func (x *extraction) extractArchive(ctx context.Context, parentID, name string, 
 	var pages [][]result.ArchiveFile
 	var page []result.ArchiveFile
 	count := 0
-	worst, worstID := -1, ""
+	worst, worstID := result.NoThreat, "" // the most severe child so far (the first, to begin with)
 	flush := func() error {
 		if len(page) == 0 {
 			return nil
@@ -125,7 +125,7 @@ func (x *extraction) extractArchive(ctx context.Context, parentID, name string, 
 			return err
 		}
 		codes[out.code] = true
-		if out.code != result.NoThreat && result.Worse(worst, out.code) == out.code && worst != out.code {
+		if worstID == "" || out.code != worst && result.Worse(worst, out.code) == out.code {
 			worst, worstID = out.code, out.summary.DataID
 		}
 		page = append(page, out.summary)
@@ -151,9 +151,6 @@ func (x *extraction) extractArchive(ctx context.Context, parentID, name string, 
 		x.addError(name, parentID, "", err)
 	case err != nil:
 		return nil, nil, err
-	}
-	if worstID == "" && count > 0 {
-		worstID = pages[0][0].DataID
 	}
 	ef := &result.ExtractedFiles{FilesExtractedCount: count, WorstDataID: worstID, FilesInArchive: []result.ArchiveFile{}}
 	return codes, ef, nil

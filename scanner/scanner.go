@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -525,20 +526,11 @@ func conclude(rec *result.Record, wf *config.Workflow, details map[string]result
 func (s *Scanner) selectEngines(names []string) []engines.Engine {
 	var out []engines.Engine
 	for _, ne := range s.opts.Engines {
-		if len(names) == 0 || contains(names, ne.Name) {
+		if len(names) == 0 || slices.Contains(names, ne.Name) {
 			out = append(out, ne.Engine)
 		}
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *Scanner) track(id string, stop context.CancelCauseFunc) {

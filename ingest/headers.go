@@ -20,7 +20,12 @@ import (
 // URL-encode filename, rule, user_agent, archivepwd and friends. A value
 // that is not valid percent-encoding is taken as it is.
 func header(c *fiber.Ctx, name string) string {
-	v := strings.TrimSpace(c.Get(name))
+	return percentDecode(strings.TrimSpace(c.Get(name)))
+}
+
+// percentDecode undoes URL encoding; a value that is not valid
+// percent-encoding is returned as it is.
+func percentDecode(v string) string {
 	if !strings.Contains(v, "%") {
 		return v
 	}
@@ -131,21 +136,13 @@ func (s *Server) checkTarget(raw string) (string, error) {
 
 // parseMetadata accepts a JSON object, raw or percent-encoded.
 func parseMetadata(v string) (json.RawMessage, error) {
-	for _, cand := range []string{v, decodeOrEmpty(v)} {
+	for _, cand := range []string{v, percentDecode(v)} {
 		var obj map[string]json.RawMessage
 		if cand != "" && json.Unmarshal([]byte(cand), &obj) == nil && obj != nil {
 			return json.RawMessage(compactJSON(cand)), nil
 		}
 	}
 	return nil, fmt.Errorf("not a JSON object")
-}
-
-func decodeOrEmpty(v string) string {
-	d, err := url.PathUnescape(v)
-	if err != nil {
-		return ""
-	}
-	return d
 }
 
 // compactJSON strips insignificant space, keeping numbers and key order as sent.

@@ -201,9 +201,6 @@ func (x *extraction) scanChild(ctx context.Context, archiveName string, e archiv
 		return childOutcome{}, err
 	}
 	codes := stepCodes(x.wf, e.Name, head)
-	for _, d := range details {
-		codes[d.ScanResultI] = true
-	}
 	if depth+1 > x.limits.MaxDepth && kind != "" {
 		codes[result.ExceededDepth] = true
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scangate/scangate/internal/cli"
+	"github.com/scangate/scangate/internal/node"
 	"github.com/scangate/scangate/pkg/config"
 )
 
@@ -24,13 +26,10 @@ import (
 // crash tests run it as a child process (SCANGATE_AS_MAIN=1) and kill it.
 func TestMain(m *testing.M) {
 	if os.Getenv("SCANGATE_AS_MAIN") == "1" {
-		main()
-		return
+		os.Exit(cli.Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
-
-var allRoles = []role{roleIngest, roleAssembler, roleScanner, roleNotifier}
 
 // testConfig is the default config with a private data dir, a free port,
 // and webhook retries short enough for tests.
@@ -49,12 +48,12 @@ func testConfig(t testing.TB) *config.Config {
 }
 
 // startNode runs the real serve wiring in process and stops it at cleanup.
-func startNode(t testing.TB, cfg *config.Config) *node {
+func startNode(t testing.TB, cfg *config.Config) *node.Node {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	n, err := start(context.Background(), cfg, allRoles, testLog{t})
+	n, err := node.Start(context.Background(), cfg, node.All, "test", testLog{t})
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
@@ -69,8 +68,6 @@ func (l testLog) Write(p []byte) (int, error) {
 	l.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
-
-func (n *node) url(path string) string { return "http://" + n.addr.String() + path }
 
 // upload POSTs body to /file with headers and returns the status and the decoded JSON.
 func upload(t testing.TB, base string, body []byte, headers map[string]string) (int, map[string]any) {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/scangate/scangate/internal/clamdtest"
+	"github.com/scangate/scangate/internal/node"
 )
 
 // ClamAV end to end: a real clamd, configured like an operator would, its
@@ -23,7 +24,7 @@ func TestClamAVEndToEnd(t *testing.T) {
 	cfg.Engines.ClamAV.Address = d.TCPAddr()
 	n := startNode(t, cfg)
 
-	r := waitResult(t, n.url(""), mustUpload(t, n.url(""), eicar(), nil))
+	r := waitResult(t, n.URL(""), mustUpload(t, n.URL(""), eicar(), nil))
 	if got := str(path(r, "scan_results", "scan_details", "ClamAV", "threat_found")); !strings.HasPrefix(got, "Eicar-Test-Signature") {
 		t.Errorf("ClamAV on EICAR: %v", path(r, "scan_results", "scan_details"))
 	}
@@ -32,21 +33,21 @@ func TestClamAVEndToEnd(t *testing.T) {
 	}
 	// Something only ClamAV knows.
 	marked := append(randomBytes(t, 1000), clamdtest.Marker()...)
-	r = waitResult(t, n.url(""), mustUpload(t, n.url(""), marked, nil))
+	r = waitResult(t, n.URL(""), mustUpload(t, n.URL(""), marked, nil))
 	if path(r, "scan_results", "scan_all_result_i") != float64(1) ||
 		path(r, "scan_results", "scan_details", "Signatures", "scan_result_i") != float64(0) ||
 		path(r, "scan_results", "scan_details", "ClamAV", "scan_result_i") != float64(1) {
 		t.Errorf("marker: %v", r["scan_results"])
 	}
 	// Over clamd's StreamMaxLength: a clear Failed from ClamAV.
-	r = waitResult(t, n.url(""), mustUpload(t, n.url(""), randomBytes(t, clamdtest.StreamMaxLength+500_000), nil))
+	r = waitResult(t, n.URL(""), mustUpload(t, n.URL(""), randomBytes(t, clamdtest.StreamMaxLength+500_000), nil))
 	if path(r, "scan_results", "scan_details", "ClamAV", "scan_result_i") != float64(3) ||
 		!strings.Contains(str(path(r, "scan_results", "scan_details", "ClamAV", "threat_found")), "StreamMaxLength") {
 		t.Errorf("over the stream limit: %v", path(r, "scan_results", "scan_details", "ClamAV"))
 	}
 	var engines []map[string]any
 	waitFor(t, "ClamAV in /stat/engines", func() bool {
-		getJSON(t, n.url("/stat/engines"), &engines)
+		getJSON(t, n.URL("/stat/engines"), &engines)
 		for _, e := range engines {
 			if e["eng_id"] == "clamav" {
 				return e["eng_ver"] != "" && strings.HasPrefix(str(e["def_time"]), "2026-11-20")
@@ -59,7 +60,7 @@ func TestClamAVEndToEnd(t *testing.T) {
 	cfg2.Engines.ClamAV.Address = d.TCPAddr()
 	cfg2.Workflows[0].Engines = []string{"signatures"}
 	n2 := startNode(t, cfg2)
-	r = waitResult(t, n2.url(""), mustUpload(t, n2.url(""), marked, nil))
+	r = waitResult(t, n2.URL(""), mustUpload(t, n2.URL(""), marked, nil))
 	if path(r, "scan_results", "scan_details", "ClamAV") != nil || path(r, "scan_results", "scan_all_result_i") != float64(0) {
 		t.Errorf("workflow without clamav: %v", r["scan_results"])
 	}
@@ -73,7 +74,7 @@ func TestClamAVUnreachableStopsStartup(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	n, err := start(t.Context(), cfg, allRoles, testLog{t})
+	n, err := node.Start(t.Context(), cfg, node.All, "test", testLog{t})
 	if err == nil {
 		n.Close()
 		t.Fatal("started without its clamd")
@@ -128,7 +129,7 @@ func BenchmarkClamAV4KiB(b *testing.B) {
 			}
 		})
 		e2e := run(func(body []byte) {
-			r := waitResult(b, n.url(""), mustUpload(b, n.url(""), body, nil))
+			r := waitResult(b, n.URL(""), mustUpload(b, n.URL(""), body, nil))
 			if path(r, "scan_results", "scan_details", "ClamAV", "scan_result_i") != float64(0) {
 				b.Errorf("result: %v", fmt.Sprint(r["scan_results"]))
 			}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"archive/zip"
@@ -16,6 +16,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/scangate/scangate/internal/node"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
@@ -83,7 +84,7 @@ func pdfWithJS() []byte {
 const activeHTML = `<html><head><script>steal()</script><meta http-equiv="refresh" content="0;url=http://evil"></head>
 <body onload="go()"><h1>Report</h1><a href=" JaVaScRiPt:alert(1)">x</a><img src=x onerror="e()"><p>Body text</p></body></html>`
 
-func sanitizeConfigNode(t *testing.T) *node {
+func sanitizeConfigNode(t *testing.T) *node.Node {
 	cfg := testConfig(t)
 	cfg.Workflows[0].Sanitize.Enabled = true
 	cfg.Workflows = append(cfg.Workflows, cfg.Workflows[0])
@@ -126,13 +127,13 @@ func TestSanitizationEndToEnd(t *testing.T) {
 			"zip", []string{"steal()", "onerror"}, []string{"page.html", "Body text"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			id := mustUpload(t, n.url(""), tc.body, map[string]string{"filename": tc.filename})
-			r := waitResult(t, n.url(""), id)
+			id := mustUpload(t, n.URL(""), tc.body, map[string]string{"filename": tc.filename})
+			r := waitResult(t, n.URL(""), id)
 			pp := path(r, "process_info", "post_processing").(map[string]any)
 			if pp["actions_ran"] != "Sanitized" || pp["converted_to"] != tc.convertedTo {
 				t.Fatalf("post_processing: %v", pp)
 			}
-			code, h, out := converted(t, n.url(""), id, nil)
+			code, h, out := converted(t, n.URL(""), id, nil)
 			if code != 200 || !strings.Contains(h.Get("Content-Disposition"), "."+tc.convertedTo) {
 				t.Fatalf("GET /file/converted: %d %v", code, h)
 			}
@@ -156,22 +157,22 @@ func TestSanitizationEndToEnd(t *testing.T) {
 				}
 			}
 			// A range of it.
-			code, h, part := converted(t, n.url(""), id, map[string]string{"Range": "bytes=2-9"})
+			code, h, part := converted(t, n.URL(""), id, map[string]string{"Range": "bytes=2-9"})
 			if code != 206 || !bytes.Equal(part, out[2:10]) || !strings.HasPrefix(h.Get("Content-Range"), "bytes 2-9/") {
 				t.Errorf("range: %d %q %v", code, part, h.Get("Content-Range"))
 			}
 		})
 	}
 	// Unsupported types are skipped; a strict workflow blocks them (30).
-	id := mustUpload(t, n.url(""), randomBytes(t, 3000), nil)
-	r := waitResult(t, n.url(""), id)
+	id := mustUpload(t, n.URL(""), randomBytes(t, 3000), nil)
+	r := waitResult(t, n.URL(""), id)
 	if path(r, "process_info", "post_processing", "actions_ran") != "Sanitization Skipped" {
 		t.Errorf("unsupported type: %v", path(r, "process_info", "post_processing"))
 	}
-	if code, _, _ := converted(t, n.url(""), id, nil); code != 404 {
+	if code, _, _ := converted(t, n.URL(""), id, nil); code != 404 {
 		t.Errorf("converted of a skipped file: %d", code)
 	}
-	r = waitResult(t, n.url(""), mustUpload(t, n.url(""), randomBytes(t, 3000), map[string]string{"rule": "Strict CDR"}))
+	r = waitResult(t, n.URL(""), mustUpload(t, n.URL(""), randomBytes(t, 3000), map[string]string{"rule": "Strict CDR"}))
 	if path(r, "scan_results", "scan_all_result_i") != float64(30) || path(r, "process_info", "result") != "Blocked" {
 		t.Errorf("strict CDR on an unsupported type: %v %v", r["scan_results"], r["process_info"])
 	}
@@ -219,8 +220,8 @@ func TestSanitizedURLDelivery(t *testing.T) {
 	cfg.Webhooks.Secret = secret
 	cfg.Workflows[0].Sanitize.Enabled = true
 	n := startNode(t, cfg)
-	id := mustUpload(t, n.url(""), []byte(activeHTML), map[string]string{"filename": "page.html", "sanitizedurl": receiver.URL + "/clean"})
-	waitResult(t, n.url(""), id)
+	id := mustUpload(t, n.URL(""), []byte(activeHTML), map[string]string{"filename": "page.html", "sanitizedurl": receiver.URL + "/clean"})
+	waitResult(t, n.URL(""), id)
 	waitFor(t, "the sanitized file to arrive", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -230,7 +231,7 @@ func TestSanitizedURLDelivery(t *testing.T) {
 	d := deliveries[0]
 	mu.Unlock()
 	sum := sha256.Sum256(d.body)
-	_, _, want := converted(t, n.url(""), id, nil)
+	_, _, want := converted(t, n.URL(""), id, nil)
 	switch {
 	case !bytes.Equal(d.body, want):
 		t.Errorf("delivered bytes differ from GET /file/converted")

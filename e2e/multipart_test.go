@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/scangate/scangate/internal/node"
 )
 
 // openMultipart starts a session and returns its data_id.
@@ -53,10 +55,10 @@ func TestMultipartSeedExample(t *testing.T) {
 	n := startNode(t, testConfig(t))
 	const total = 10485760
 	file := randomBytes(t, total)
-	id := openMultipart(t, n.url(""), total, map[string]string{"filename": "big.bin"})
+	id := openMultipart(t, n.URL(""), total, map[string]string{"filename": "big.bin"})
 
 	var r map[string]any
-	getJSON(t, n.url("/file/"+id), &r)
+	getJSON(t, n.URL("/file/"+id), &r)
 	if path(r, "scan_results", "scan_all_result_i") != float64(256) || path(r, "process_info", "result") != "Processing" {
 		t.Fatalf("while uploading: %v", r["scan_results"])
 	}
@@ -64,25 +66,25 @@ func TestMultipartSeedExample(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, p := range parts {
 		wg.Go(func() {
-			if code, out := sendPart(t, n.url(""), id, p.off, file[p.off:p.off+p.n], total); code != 200 || out["data_id"] != id {
+			if code, out := sendPart(t, n.URL(""), id, p.off, file[p.off:p.off+p.n], total); code != 200 || out["data_id"] != id {
 				t.Errorf("part %d: %d %v", p.off, code, out)
 			}
 		})
 	}
 	wg.Wait()
-	r = waitResult(t, n.url(""), id)
+	r = waitResult(t, n.URL(""), id)
 	if got, want := path(r, "file_info", "sha256"), digestsOf(file).sha256; got != want {
 		t.Errorf("sha256 %v, want %s", got, want)
 	}
 	if path(r, "file_info", "file_size") != float64(total) || path(r, "file_info", "display_name") != "big.bin" {
 		t.Errorf("file_info: %v", r["file_info"])
 	}
-	st := sessionStatus(t, n.url(""), id)
+	st := sessionStatus(t, n.URL(""), id)
 	if st["status"] != "complete" || st["received_length"] != float64(total) {
 		t.Errorf("session after completion: %v", st)
 	}
 	// A retry after completion is answered and stores nothing.
-	if code, out := sendPart(t, n.url(""), id, 0, file[:10], total); code != 200 || out["status"] != "complete" {
+	if code, out := sendPart(t, n.URL(""), id, 0, file[:10], total); code != 200 || out["status"] != "complete" {
 		t.Errorf("part after completion: %d %v", code, out)
 	}
 }
@@ -92,15 +94,15 @@ func TestMultipartRetriesOverlapsAndResume(t *testing.T) {
 	n := startNode(t, testConfig(t))
 	const total = 1_000_000
 	file := randomBytes(t, total)
-	id := openMultipart(t, n.url(""), total, nil)
+	id := openMultipart(t, n.URL(""), total, nil)
 	for _, p := range []struct{ off, n int64 }{{0, 300_000}, {200_000, 200_000}, {0, 300_000}, {700_000, 300_000}} {
-		if code, out := sendPart(t, n.url(""), id, p.off, file[p.off:p.off+p.n], total); code != 200 {
+		if code, out := sendPart(t, n.URL(""), id, p.off, file[p.off:p.off+p.n], total); code != 200 {
 			t.Fatalf("part %v: %d %v", p, code, out)
 		}
 	}
 	var st map[string]any
 	waitFor(t, "the assembler to merge the parts", func() bool {
-		st = sessionStatus(t, n.url(""), id)
+		st = sessionStatus(t, n.URL(""), id)
 		return st["received_length"] == float64(700_000)
 	})
 	if fmt.Sprint(st["ranges"]) != "[[0 400000] [700000 300000]]" || fmt.Sprint(st["missing"]) != "[[400000 300000]]" || st["status"] != "uploading" {
@@ -109,11 +111,11 @@ func TestMultipartRetriesOverlapsAndResume(t *testing.T) {
 	// Resume: send exactly what is missing.
 	for _, m := range st["missing"].([]any) {
 		off, l := int64(m.([]any)[0].(float64)), int64(m.([]any)[1].(float64))
-		if code, out := sendPart(t, n.url(""), id, off, file[off:off+l], total); code != 200 || out["status"] != "complete" {
+		if code, out := sendPart(t, n.URL(""), id, off, file[off:off+l], total); code != 200 || out["status"] != "complete" {
 			t.Fatalf("missing part: %d %v", code, out)
 		}
 	}
-	r := waitResult(t, n.url(""), id)
+	r := waitResult(t, n.URL(""), id)
 	if path(r, "file_info", "sha256") != digestsOf(file).sha256 {
 		t.Errorf("sha256 mismatch after resume")
 	}
@@ -127,10 +129,10 @@ func TestMultipartBadParts(t *testing.T) {
 	cfg.Workflows[1].MaxFileSize = 100
 	n := startNode(t, cfg)
 	const total = 1000
-	id := openMultipart(t, n.url(""), total, nil)
+	id := openMultipart(t, n.URL(""), total, nil)
 	body := randomBytes(t, 100)
 	post := func(path, ctype, crange string, body []byte, extra map[string]string) (int, map[string]any) {
-		req, _ := http.NewRequest(http.MethodPost, n.url(path), bytes.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, n.URL(path), bytes.NewReader(body))
 		if ctype != "" {
 			req.Header.Set("Content-Type", ctype)
 		}
@@ -174,10 +176,10 @@ func TestMultipartBadParts(t *testing.T) {
 		t.Errorf("multipart on a rule without it: %d", code)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if st := sessionStatus(t, n.url(""), id); st["received_length"] != float64(0) {
+	if st := sessionStatus(t, n.URL(""), id); st["received_length"] != float64(0) {
 		t.Errorf("refused parts were counted: %v", st)
 	}
-	if blobs, _ := filepath.Glob(filepath.Join(n.cfg.DataDir, "blobs", "*", id)); len(blobs) != 0 {
+	if blobs, _ := filepath.Glob(filepath.Join(n.Config().DataDir, "blobs", "*", id)); len(blobs) != 0 {
 		t.Errorf("refused parts left bytes: %v", blobs)
 	}
 }
@@ -188,13 +190,13 @@ func TestMultipartAbortWithPartInFlight(t *testing.T) {
 	n := startNode(t, testConfig(t))
 	const total = 4 << 20
 	file := randomBytes(t, total)
-	id := openMultipart(t, n.url(""), total, nil)
-	if code, _ := sendPart(t, n.url(""), id, 0, file[:1<<20], total); code != 200 {
+	id := openMultipart(t, n.URL(""), total, nil)
+	if code, _ := sendPart(t, n.URL(""), id, 0, file[:1<<20], total); code != 200 {
 		t.Fatal("first part refused")
 	}
 	// A part that sends half its bytes, then stalls.
 	pr, pw := io.Pipe()
-	req, _ := http.NewRequest(http.MethodPost, n.url("/file/multipart/"+id), pr)
+	req, _ := http.NewRequest(http.MethodPost, n.URL("/file/multipart/"+id), pr)
 	req.ContentLength = 1 << 20
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set("content-range", fmt.Sprintf("%d-%d/%d", 1<<20, 1<<20, total))
@@ -211,7 +213,7 @@ func TestMultipartAbortWithPartInFlight(t *testing.T) {
 	pw.Write(file[1<<20 : 1<<20+512<<10])
 	time.Sleep(200 * time.Millisecond) // the part is now being written
 
-	del, _ := http.NewRequest(http.MethodDelete, n.url("/file/multipart/"+id), nil)
+	del, _ := http.NewRequest(http.MethodDelete, n.URL("/file/multipart/"+id), nil)
 	if code, out := do(t, del); code != 200 || out[id] != "cancelled" {
 		t.Fatalf("abort: %d %v", code, out)
 	}
@@ -224,18 +226,18 @@ func TestMultipartAbortWithPartInFlight(t *testing.T) {
 		t.Fatal("part in flight was not cut off")
 	}
 	pw.Close()
-	if code, out := sendPart(t, n.url(""), id, 2<<20, file[2<<20:3<<20], total); code != 410 || out["err"] != "Multipart uploading session cancelled" {
+	if code, out := sendPart(t, n.URL(""), id, 2<<20, file[2<<20:3<<20], total); code != 410 || out["err"] != "Multipart uploading session cancelled" {
 		t.Errorf("part after abort: %d %v", code, out)
 	}
-	r := waitResult(t, n.url(""), id)
+	r := waitResult(t, n.URL(""), id)
 	if path(r, "scan_results", "scan_all_result_i") != float64(19) {
 		t.Errorf("verdict after abort: %v", r["scan_results"])
 	}
-	if st := sessionStatus(t, n.url(""), id); st["status"] != "cancelled" {
+	if st := sessionStatus(t, n.URL(""), id); st["status"] != "cancelled" {
 		t.Errorf("session after abort: %v", st)
 	}
 	waitFor(t, "the bytes to be released", func() bool {
-		blobs, _ := filepath.Glob(filepath.Join(n.cfg.DataDir, "blobs", "*", id))
+		blobs, _ := filepath.Glob(filepath.Join(n.Config().DataDir, "blobs", "*", id))
 		return len(blobs) == 0
 	})
 }
@@ -247,19 +249,19 @@ func TestMultipartTimeToLive(t *testing.T) {
 	n := startNode(t, cfg)
 	const total = 1000
 	file := randomBytes(t, total)
-	id := openMultipart(t, n.url(""), total, nil)
-	if code, _ := sendPart(t, n.url(""), id, 0, file[:500], total); code != 200 {
+	id := openMultipart(t, n.URL(""), total, nil)
+	if code, _ := sendPart(t, n.URL(""), id, 0, file[:500], total); code != 200 {
 		t.Fatal("part before expiry refused")
 	}
 	time.Sleep(1100 * time.Millisecond)
-	if code, out := sendPart(t, n.url(""), id, 500, file[500:], total); code != 410 || out["err"] != "Multipart uploading session timed out" {
+	if code, out := sendPart(t, n.URL(""), id, 500, file[500:], total); code != 410 || out["err"] != "Multipart uploading session timed out" {
 		t.Errorf("late part: %d %v", code, out)
 	}
-	r := waitResult(t, n.url(""), id)
+	r := waitResult(t, n.URL(""), id)
 	if path(r, "scan_results", "scan_all_result_i") != float64(47) {
 		t.Errorf("verdict after expiry: %v", r["scan_results"])
 	}
-	if st := sessionStatus(t, n.url(""), id); st["status"] != "timed_out" {
+	if st := sessionStatus(t, n.URL(""), id); st["status"] != "timed_out" {
 		t.Errorf("session after expiry: %v", st)
 	}
 }
@@ -271,9 +273,9 @@ func TestChunkedUploadAndDeduplication(t *testing.T) {
 	file := randomBytes(t, 300_000)
 	send := func() (first, last string) {
 		chunks := [][]byte{file[:100_000], file[100_000:250_000], file[250_000:]}
-		first = mustUpload(t, n.url(""), chunks[0], map[string]string{"X-File-Size": strconv.Itoa(len(file)), "filename": "c.bin"})
+		first = mustUpload(t, n.URL(""), chunks[0], map[string]string{"X-File-Size": strconv.Itoa(len(file)), "filename": "c.bin"})
 		for _, ch := range chunks[1:] {
-			last = mustUpload(t, n.url(""), ch, map[string]string{"X-File-ID": first})
+			last = mustUpload(t, n.URL(""), ch, map[string]string{"X-File-ID": first})
 		}
 		return first, last
 	}
@@ -281,7 +283,7 @@ func TestChunkedUploadAndDeduplication(t *testing.T) {
 	if last1 != id1 {
 		t.Fatalf("first upload's last chunk answered %s, want its own id %s", last1, id1)
 	}
-	r := waitResult(t, n.url(""), id1)
+	r := waitResult(t, n.URL(""), id1)
 	if path(r, "file_info", "sha256") != digestsOf(file).sha256 {
 		t.Fatalf("chunked sha256: %v", path(r, "file_info", "sha256"))
 	}
@@ -290,11 +292,11 @@ func TestChunkedUploadAndDeduplication(t *testing.T) {
 		t.Errorf("second upload of the same bytes: first chunk %s, last chunk %s; want the earlier id %s at the end", id2, last2, id1)
 	}
 	// A chunk past the declared size is refused and changes nothing.
-	code, out := upload(t, n.url(""), []byte("x"), map[string]string{"X-File-ID": id1})
+	code, out := upload(t, n.URL(""), []byte("x"), map[string]string{"X-File-ID": id1})
 	if code != 400 || out["err"] != "File size exceeded the declared X-File-Size." {
 		t.Errorf("chunk past the size: %d %v", code, out)
 	}
-	if r := waitResult(t, n.url(""), id1); path(r, "file_info", "sha256") != digestsOf(file).sha256 {
+	if r := waitResult(t, n.URL(""), id1); path(r, "file_info", "sha256") != digestsOf(file).sha256 {
 		t.Errorf("result changed by a refused chunk")
 	}
 }
@@ -303,15 +305,15 @@ func TestChunkedUploadAndDeduplication(t *testing.T) {
 func TestChunkedConcurrentChunks(t *testing.T) {
 	n := startNode(t, testConfig(t))
 	const chunk, count = 10_000, 8
-	first := mustUpload(t, n.url(""), bytes.Repeat([]byte{'a'}, chunk), map[string]string{"X-File-Size": strconv.Itoa(chunk * count)})
+	first := mustUpload(t, n.URL(""), bytes.Repeat([]byte{'a'}, chunk), map[string]string{"X-File-Size": strconv.Itoa(chunk * count)})
 	var wg sync.WaitGroup
 	for range count - 1 {
 		wg.Go(func() {
-			mustUpload(t, n.url(""), bytes.Repeat([]byte{'a'}, chunk), map[string]string{"X-File-ID": first})
+			mustUpload(t, n.URL(""), bytes.Repeat([]byte{'a'}, chunk), map[string]string{"X-File-ID": first})
 		})
 	}
 	wg.Wait()
-	r := waitResult(t, n.url(""), first)
+	r := waitResult(t, n.URL(""), first)
 	if path(r, "file_info", "sha256") != digestsOf(bytes.Repeat([]byte{'a'}, chunk*count)).sha256 {
 		t.Errorf("concurrent chunks assembled wrongly")
 	}
@@ -366,34 +368,34 @@ func TestTwoIngestsTwoAssemblers(t *testing.T) {
 	}
 	// The first node runs NATS, an ingest, the scanner and the notifier;
 	// the assemblers are separate, so the one that owns the partitions is known.
-	first, err := start(context.Background(), cfg, []role{roleIngest, roleScanner, roleNotifier}, testLog{t})
+	first, err := node.Start(context.Background(), cfg, []node.Role{node.Ingest, node.Scanner, node.Notifier}, "test", testLog{t})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = first.Close() })
-	join := func(roles ...role) *node {
+	join := func(roles ...node.Role) *node.Node {
 		c := testConfig(t)
-		c.NATS.URL = first.embedded.Server.ClientURL()
+		c.NATS.URL = first.NATSURL()
 		c.Blob.Store = "jetstream"
 		if err := c.Validate(); err != nil {
 			t.Fatal(err)
 		}
-		n, err := start(context.Background(), c, roles, testLog{t})
+		n, err := node.Start(context.Background(), c, roles, "test", testLog{t})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = n.Close() })
 		return n
 	}
-	ingest2 := join(roleIngest)
-	owner := join(roleAssembler)
+	ingest2 := join(node.Ingest)
+	owner := join(node.Assembler)
 
 	const total = 8 << 20
 	const part = 1 << 20
 	file := randomBytes(t, total)
-	id := openMultipart(t, ingest2.url(""), total, nil)
+	id := openMultipart(t, ingest2.URL(""), total, nil)
 	send := func(i int) {
-		base := []string{first.url(""), ingest2.url("")}[i%2]
+		base := []string{first.URL(""), ingest2.URL("")}[i%2]
 		if code, out := sendPart(t, base, id, int64(i*part), file[i*part:(i+1)*part], total); code != 200 {
 			t.Fatalf("part %d: %d %v", i, code, out)
 		}
@@ -402,9 +404,9 @@ func TestTwoIngestsTwoAssemblers(t *testing.T) {
 		send(i)
 	}
 	waitFor(t, "the owning assembler to take the first parts", func() bool {
-		return sessionStatus(t, first.url(""), id)["received_length"] == float64(4*part)
+		return sessionStatus(t, first.URL(""), id)["received_length"] == float64(4*part)
 	})
-	standby := join(roleAssembler)
+	standby := join(node.Assembler)
 	_ = standby
 	if err := owner.Close(); err != nil { // the owner goes away mid-upload
 		t.Logf("closing assembler: %v", err)
@@ -412,7 +414,7 @@ func TestTwoIngestsTwoAssemblers(t *testing.T) {
 	for i := 4; i < 8; i++ {
 		send(i)
 	}
-	r := waitResult(t, ingest2.url(""), id)
+	r := waitResult(t, ingest2.URL(""), id)
 	if path(r, "file_info", "sha256") != digestsOf(file).sha256 {
 		t.Errorf("sha256 across two ingests and a lost assembler: %v", path(r, "file_info", "sha256"))
 	}

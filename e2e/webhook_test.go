@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"crypto/rand"
@@ -50,11 +50,11 @@ func TestCallbackRetriedAndSigned(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Webhooks.Secret = secret
 	n := startNode(t, cfg)
-	id := mustUpload(t, n.url(""), eicar(), map[string]string{"callbackurl": receiver.URL + "/scan-done?x=1"})
+	id := mustUpload(t, n.URL(""), eicar(), map[string]string{"callbackurl": receiver.URL + "/scan-done?x=1"})
 
 	var state map[string]any
 	waitFor(t, "the callback to be delivered", func() bool {
-		getJSON(t, n.url("/file/webhook/"+id), &state)
+		getJSON(t, n.URL("/file/webhook/"+id), &state)
 		return state["status_code"] == float64(200)
 	})
 	mu.Lock()
@@ -100,11 +100,11 @@ func TestRetryAfterAndReplay(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Webhooks.MaxAttempts = 2
 	n := startNode(t, cfg)
-	id := mustUpload(t, n.url(""), []byte("hello"), map[string]string{"callbackurl": receiver.URL})
+	id := mustUpload(t, n.URL(""), []byte("hello"), map[string]string{"callbackurl": receiver.URL})
 
 	var st map[string]any
 	waitFor(t, "the first attempt", func() bool {
-		getJSON(t, n.url("/file/webhook/"+id), &st)
+		getJSON(t, n.URL("/file/webhook/"+id), &st)
 		return st["attempts"] == float64(1) && st["next_attempt"] != ""
 	})
 	reqAt, _ := time.Parse(time.RFC3339Nano, str(st["request_time"]))
@@ -116,19 +116,19 @@ func TestRetryAfterAndReplay(t *testing.T) {
 	mode = "down"
 	mu.Unlock()
 	waitFor(t, "the delivery to be parked as failed", func() bool {
-		getJSON(t, n.url("/file/webhook/"+id), &st)
+		getJSON(t, n.URL("/file/webhook/"+id), &st)
 		return st["state"] == "failed"
 	})
 	mu.Lock()
 	mode = "up"
 	before := hits
 	mu.Unlock()
-	req, _ := http.NewRequest(http.MethodPost, n.url("/file/webhook/"+id+"/replay"), nil)
+	req, _ := http.NewRequest(http.MethodPost, n.URL("/file/webhook/"+id+"/replay"), nil)
 	if code, out := do(t, req); code != 200 || out[id] != "replaying" {
 		t.Fatalf("replay: %d %v", code, out)
 	}
 	waitFor(t, "the replayed delivery", func() bool {
-		getJSON(t, n.url("/file/webhook/"+id), &st)
+		getJSON(t, n.URL("/file/webhook/"+id), &st)
 		return st["state"] == "delivered"
 	})
 	mu.Lock()

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -56,7 +56,7 @@ func checkShape(t *testing.T, r map[string]any) {
 func TestCleanFileEndToEnd(t *testing.T) {
 	n := startNode(t, testConfig(t))
 	body := append([]byte("%PDF-1.4\n"), randomBytes(t, 300_000)...)
-	id := mustUpload(t, n.url(""), body, map[string]string{
+	id := mustUpload(t, n.URL(""), body, map[string]string{
 		"filename":   "report%20Q3%3Cx%3E.pdf", // percent-encoded, with < > to strip
 		"metadata":   `{"ticket": 42, "tags": ["a","b"]}`,
 		"user_agent": "acme-uploader",
@@ -65,7 +65,7 @@ func TestCleanFileEndToEnd(t *testing.T) {
 	if !ids.Valid(id) {
 		t.Fatalf("data_id %q is not 32 lowercase hex", id)
 	}
-	r := waitResult(t, n.url(""), id)
+	r := waitResult(t, n.URL(""), id)
 	checkShape(t, r)
 	want := digestsOf(body)
 	for k, v := range map[string]string{"md5": want.md5, "sha1": want.sha1, "sha256": want.sha256, "sha512": want.sha512} {
@@ -103,7 +103,7 @@ func TestCleanFileEndToEnd(t *testing.T) {
 	}
 	// The same result under /v4.
 	var v4 map[string]any
-	getJSON(t, n.url("/v4/file/"+id), &v4)
+	getJSON(t, n.URL("/v4/file/"+id), &v4)
 	if v4["data_id"] != id {
 		t.Errorf("/v4/file/%s = %v", id, v4)
 	}
@@ -111,8 +111,8 @@ func TestCleanFileEndToEnd(t *testing.T) {
 
 func TestEICARIsBlocked(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	id := mustUpload(t, n.url(""), eicar(), map[string]string{"filename": "eicar.com"})
-	r := waitResult(t, n.url(""), id)
+	id := mustUpload(t, n.URL(""), eicar(), map[string]string{"filename": "eicar.com"})
+	r := waitResult(t, n.URL(""), id)
 	checkShape(t, r)
 	for p, v := range map[string]any{
 		"scan_results.scan_all_result_i":                     float64(1),
@@ -127,7 +127,7 @@ func TestEICARIsBlocked(t *testing.T) {
 			t.Errorf("%s = %#v, want %#v", p, got, v)
 		}
 	}
-	req, _ := http.NewRequest(http.MethodPost, n.url("/file/"+id+"/cancel"), nil)
+	req, _ := http.NewRequest(http.MethodPost, n.URL("/file/"+id+"/cancel"), nil)
 	if code, out := do(t, req); code != 409 || out["err"] != "Scan already finished." {
 		t.Errorf("cancel of a finished scan: %d %v", code, out)
 	}
@@ -142,14 +142,14 @@ func TestHashListEngine(t *testing.T) {
 	}
 	cfg.Engines.HashList.Path = list
 	n := startNode(t, cfg)
-	badID := mustUpload(t, n.url(""), bad, nil)
-	goodID := mustUpload(t, n.url(""), randomBytes(t, 5000), nil)
-	r := waitResult(t, n.url(""), badID)
+	badID := mustUpload(t, n.URL(""), bad, nil)
+	goodID := mustUpload(t, n.URL(""), randomBytes(t, 5000), nil)
+	r := waitResult(t, n.URL(""), badID)
 	if path(r, "scan_results", "scan_details", "HashList", "threat_found") != "Trojan.Test.Sample" ||
 		path(r, "process_info", "result") != "Blocked" {
 		t.Errorf("listed hash not reported: %v", r["scan_results"])
 	}
-	if r := waitResult(t, n.url(""), goodID); path(r, "process_info", "result") != "Allowed" {
+	if r := waitResult(t, n.URL(""), goodID); path(r, "process_info", "result") != "Allowed" {
 		t.Errorf("unlisted file blocked: %v", r["scan_results"])
 	}
 }
@@ -157,22 +157,22 @@ func TestHashListEngine(t *testing.T) {
 func TestHashLookups(t *testing.T) {
 	n := startNode(t, testConfig(t))
 	body := randomBytes(t, 10_000)
-	id := mustUpload(t, n.url(""), body, nil)
-	waitResult(t, n.url(""), id)
+	id := mustUpload(t, n.URL(""), body, nil)
+	waitResult(t, n.URL(""), id)
 	d := digestsOf(body)
 	for _, h := range []string{d.md5, d.sha1, d.sha256, d.sha512, strings.ToUpper(d.sha256)} {
 		var r map[string]any
-		if code := getJSON(t, n.url("/hash/"+h), &r); code != 200 || r["data_id"] != id {
+		if code := getJSON(t, n.URL("/hash/"+h), &r); code != 200 || r["data_id"] != id {
 			t.Errorf("GET /hash/%s = %d %v, want data_id %s", h[:8], code, r["data_id"], id)
 		}
 	}
 	unknown := strings.Repeat("ab", 32)
 	var r map[string]any
-	if code := getJSON(t, n.url("/hash/"+unknown), &r); code != 200 || r[unknown] != "Not Found" {
+	if code := getJSON(t, n.URL("/hash/"+unknown), &r); code != 200 || r[unknown] != "Not Found" {
 		t.Errorf("unknown hash: %d %v", code, r)
 	}
 	for _, bad := range []string{"xyz", strings.Repeat("a", 33), strings.Repeat("g", 64)} {
-		if code := getJSON(t, n.url("/hash/"+bad), &r); code != 400 || r["err"] != "Invalid hash format" {
+		if code := getJSON(t, n.URL("/hash/"+bad), &r); code != 400 || r["err"] != "Invalid hash format" {
 			t.Errorf("GET /hash/%s: %d %v, want 400 Invalid hash format", bad, code, r)
 		}
 	}
@@ -183,15 +183,15 @@ func TestUnknownIDs(t *testing.T) {
 	unknown := ids.New()
 	for _, id := range []string{unknown, "not-an-id", strings.ToUpper(unknown)} {
 		var r map[string]any
-		if code := getJSON(t, n.url("/file/"+url.PathEscape(id)), &r); code != 200 || r[id] != "Not Found" {
+		if code := getJSON(t, n.URL("/file/"+url.PathEscape(id)), &r); code != 200 || r[id] != "Not Found" {
 			t.Errorf("GET /file/%s = %d %v", id, code, r)
 		}
 	}
 	var r map[string]any
-	if code := getJSON(t, n.url("/file/webhook/"+unknown), &r); code != 404 || r["err"] != "No callback url set." {
+	if code := getJSON(t, n.URL("/file/webhook/"+unknown), &r); code != 404 || r["err"] != "No callback url set." {
 		t.Errorf("webhook state of unknown id: %d %v", code, r)
 	}
-	req, _ := http.NewRequest(http.MethodPost, n.url("/file/"+unknown+"/cancel"), nil)
+	req, _ := http.NewRequest(http.MethodPost, n.URL("/file/"+unknown+"/cancel"), nil)
 	if code, r := do(t, req); code != 404 || r["err"] == nil {
 		t.Errorf("cancel unknown id: %d %v", code, r)
 	}
@@ -231,7 +231,7 @@ func TestBadInputIsRefusedWithoutState(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			code, out := upload(t, n.url(""), tc.body, tc.headers)
+			code, out := upload(t, n.URL(""), tc.body, tc.headers)
 			if code != tc.status || out["err"] != tc.err {
 				t.Errorf("got %d %v, want %d %q", code, out, tc.status, tc.err)
 			}
@@ -239,14 +239,14 @@ func TestBadInputIsRefusedWithoutState(t *testing.T) {
 	}
 
 	t.Run("chunked transfer encoding", func(t *testing.T) {
-		req, _ := http.NewRequest(http.MethodPost, n.url("/file"), io.MultiReader(strings.NewReader("abc"))) // unknown length → chunked
+		req, _ := http.NewRequest(http.MethodPost, n.URL("/file"), io.MultiReader(strings.NewReader("abc"))) // unknown length → chunked
 		code, out := do(t, req)
 		if code != 411 || out["err"] != "Missing Content-Length header." {
 			t.Errorf("got %d %v, want 411", code, out)
 		}
 	})
 	t.Run("body shorter than Content-Length", func(t *testing.T) {
-		conn, err := net.Dial("tcp", n.addr.String())
+		conn, err := net.Dial("tcp", n.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -259,13 +259,13 @@ func TestBadInputIsRefusedWithoutState(t *testing.T) {
 	// Nothing of the above may have left state behind.
 	ctx := context.Background()
 	waitFor(t, "the cut-off upload's bytes to be released", func() bool {
-		blobs, _ := filepath.Glob(filepath.Join(n.cfg.DataDir, "blobs", "*", "*"))
+		blobs, _ := filepath.Glob(filepath.Join(n.Config().DataDir, "blobs", "*", "*"))
 		return len(blobs) == 0
 	})
-	if st, err := n.bus.JS.Stream(ctx, events.StreamFiles); err != nil || st.CachedInfo().State.Msgs != 0 {
+	if st, err := n.Bus().JS.Stream(ctx, events.StreamFiles); err != nil || st.CachedInfo().State.Msgs != 0 {
 		t.Errorf("FILES stream holds messages after refused uploads: %v", err)
 	}
-	if keys, err := n.bus.Results.ListKeys(ctx); err == nil {
+	if keys, err := n.Bus().Results.ListKeys(ctx); err == nil {
 		for k := range keys.Keys() {
 			t.Errorf("result %s exists after refused uploads", k)
 		}
@@ -284,7 +284,7 @@ func TestConcurrentUploads(t *testing.T) {
 	for i := range clients {
 		wg.Go(func() {
 			body := randomBytes(t, 1000+i*997)
-			results[i] = sent{mustUpload(t, n.url(""), body, map[string]string{"filename": fmt.Sprintf("f%d.bin", i)}), digestsOf(body).sha256}
+			results[i] = sent{mustUpload(t, n.URL(""), body, map[string]string{"filename": fmt.Sprintf("f%d.bin", i)}), digestsOf(body).sha256}
 		})
 	}
 	wg.Wait()
@@ -294,7 +294,7 @@ func TestConcurrentUploads(t *testing.T) {
 			t.Fatalf("data_id %s issued twice", s.id)
 		}
 		seen[s.id] = true
-		r := waitResult(t, n.url(""), s.id)
+		r := waitResult(t, n.URL(""), s.id)
 		if got := path(r, "file_info", "sha256"); got != s.sha256 {
 			t.Errorf("file %d: sha256 %v, want %s", i, got, s.sha256)
 		}
@@ -311,23 +311,23 @@ func TestRulesHealthVersion(t *testing.T) {
 	cfg.Workflows[1].Multipart.Enabled = false
 	n := startNode(t, cfg)
 	var rules []map[string]any
-	getJSON(t, n.url("/file/rules"), &rules)
+	getJSON(t, n.URL("/file/rules"), &rules)
 	if len(rules) != 2 || rules[0]["name"] != "File process" || rules[1]["multipart"] != false {
 		t.Errorf("GET /file/rules = %v", rules)
 	}
 	// A client mapped to the partner workflow runs it without naming it.
-	id := mustUpload(t, n.url(""), []byte("x"), map[string]string{"user_agent": "partner-app"})
-	if r := waitResult(t, n.url(""), id); path(r, "process_info", "profile") != "Partner" {
+	id := mustUpload(t, n.URL(""), []byte("x"), map[string]string{"user_agent": "partner-app"})
+	if r := waitResult(t, n.URL(""), id); path(r, "process_info", "profile") != "Partner" {
 		t.Errorf("user_agent mapping: profile %v", path(r, "process_info", "profile"))
 	}
 	var m map[string]any
-	if code := getJSON(t, n.url("/readyz?verbose=true"), &m); code != 200 || path(m, "checks", "jetstream") != "ok" {
+	if code := getJSON(t, n.URL("/readyz?verbose=true"), &m); code != 200 || path(m, "checks", "jetstream") != "ok" {
 		t.Errorf("readyz: %d %v", code, m)
 	}
-	if code := getJSON(t, n.url("/livez"), &m); code != 200 {
+	if code := getJSON(t, n.URL("/livez"), &m); code != 200 {
 		t.Errorf("livez: %d", code)
 	}
-	if code := getJSON(t, n.url("/version"), &m); code != 200 || m["product_id"] != "scangate" || m["version"] == "" {
+	if code := getJSON(t, n.URL("/version"), &m); code != 200 || m["product_id"] != "scangate" || m["version"] == "" {
 		t.Errorf("version: %d %v", code, m)
 	}
 }

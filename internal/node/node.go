@@ -1,4 +1,7 @@
-package main
+// Package node wires one scangate process: its NATS connection (and the
+// embedded server, if any) and the roles it runs. `scangate serve` and the
+// single-role commands use it; so do the end-to-end tests.
+package node
 
 import (
 	"context"
@@ -26,18 +29,22 @@ import (
 	"github.com/scangate/scangate/scanner/engines"
 )
 
-type role string
+// Role is one of scangate's four roles.
+type Role string
 
 const (
-	roleIngest    role = "ingest"
-	roleScanner   role = "scanner"
-	roleNotifier  role = "notifier"
-	roleAssembler role = "assembler"
+	Ingest    Role = "ingest"
+	Scanner   Role = "scanner"
+	Notifier  Role = "notifier"
+	Assembler Role = "assembler"
 )
 
-// node is one scangate process: its NATS connection (and embedded server,
+// All is every role, what `scangate serve` runs.
+var All = []Role{Ingest, Assembler, Scanner, Notifier}
+
+// Node is one scangate process: its NATS connection (and embedded server,
 // if any) and the roles it runs.
-type node struct {
+type Node struct {
 	cfg      *config.Config
 	log      zerolog.Logger
 	embedded *bus.Embedded
@@ -50,10 +57,10 @@ type node struct {
 	wg     sync.WaitGroup
 }
 
-// start brings up NATS and the given roles. It returns once the HTTP API
+// Start brings up NATS and the given roles. It returns once the HTTP API
 // (if any) accepts connections.
-func start(ctx context.Context, cfg *config.Config, roles []role, logOut io.Writer) (_ *node, err error) {
-	n := &node{cfg: cfg, log: logging.New(cfg.Log, logOut)}
+func Start(ctx context.Context, cfg *config.Config, roles []Role, version string, logOut io.Writer) (_ *Node, err error) {
+	n := &Node{cfg: cfg, log: logging.New(cfg.Log, logOut)}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -75,27 +82,27 @@ func start(ctx context.Context, cfg *config.Config, roles []role, logOut io.Writ
 
 	for _, r := range roles {
 		switch r {
-		case roleScanner:
-			engs, err := buildEngines(ctx, cfg, n.log)
+		case Scanner:
+			engs, err := BuildEngines(ctx, cfg, n.log)
 			if err != nil {
 				return nil, err
 			}
 			sc := scanner.New(n.bus, blobs, scanner.Options{Workers: cfg.Scanner.Workers, Timeout: cfg.Scanner.Timeout,
-				Workflows: wfs, Engines: engs, Version: buildVersion()}, n.log)
+				Workflows: wfs, Engines: engs, Version: version}, n.log)
 			n.goRun("scanner", func() error { return sc.Run(runCtx) })
-		case roleAssembler:
+		case Assembler:
 			as, err := assembler.New(n.bus, blobs, filepath.Join(cfg.DataDir, "assembler.db"), n.log)
 			if err != nil {
 				return nil, err
 			}
 			n.goRun("assembler", func() error { return as.Run(runCtx) })
-		case roleNotifier:
+		case Notifier:
 			nt, err := notifier.New(n.bus, cfg.Webhooks, n.log, notifier.WithBlobs(blobs))
 			if err != nil {
 				return nil, err
 			}
 			n.goRun("notifier", func() error { return nt.Run(runCtx) })
-		case roleIngest:
+		case Ingest:
 			ln, err := net.Listen("tcp", cfg.Listen)
 			if err != nil {
 				return nil, fmt.Errorf("listen: %w", err)
@@ -105,18 +112,42 @@ func start(ctx context.Context, cfg *config.Config, roles []role, logOut io.Writ
 				Workflows:             wfs,
 				DiskReserve:           int64(cfg.Limits.DiskReserve),
 				AllowPrivateCallbacks: cfg.Webhooks.AllowPrivateTargets,
-				Version:               buildVersion(),
+				Version:               version,
 			}, n.log)
 			n.goRun("ingest", func() error { return n.http.Serve(ln) })
 		}
 	}
-	n.log.Info().Str("version", buildVersion()).Str("data_dir", cfg.DataDir).Any("roles", roles).Msg("scangate started")
+	n.log.Info().Str("version", version).Str("data_dir", cfg.DataDir).Any("roles", roles).Msg("scangate started")
 	return n, nil
 }
 
+// Addr is where the HTTP API listens (nil when this node runs no ingest).
+func (n *Node) Addr() net.Addr { return n.addr }
+
+// URL is the HTTP API's base URL followed by path.
+func (n *Node) URL(path string) string { return "http://" + n.addr.String() + path }
+
+// NATSURL is the client URL of the embedded NATS server, for other nodes to
+// join ("" when the node runs none or it listens only in process).
+func (n *Node) NATSURL() string {
+	if n.embedded == nil {
+		return ""
+	}
+	return n.embedded.Server.ClientURL()
+}
+
+// Bus is the node's JetStream handle.
+func (n *Node) Bus() *bus.Bus { return n.bus }
+
+// Config is the configuration the node runs with.
+func (n *Node) Config() *config.Config { return n.cfg }
+
+// Log is the node's logger.
+func (n *Node) Log() *zerolog.Logger { return &n.log }
+
 // connect starts the embedded JetStream server or dials the external one,
 // then declares the topology.
-func (n *node) connect(ctx context.Context) error {
+func (n *Node) connect(ctx context.Context) error {
 	cfg := n.cfg
 	var err error
 	if cfg.NATS.URL == "" {
@@ -142,14 +173,14 @@ func (n *node) connect(ctx context.Context) error {
 
 // blobStore opens the configured blob store: local sparse files, or a
 // JetStream object store every host reaches.
-func (n *node) blobStore(ctx context.Context) (blob.Store, error) {
+func (n *Node) blobStore(ctx context.Context) (blob.Store, error) {
 	if n.cfg.Blob.Store == "jetstream" {
 		return blob.NewJetStream(ctx, n.bus.JS, blob.JetStreamOptions{Replicas: n.cfg.NATS.Replicas})
 	}
 	return blob.NewFS(filepath.Join(n.cfg.DataDir, "blobs"))
 }
 
-func (n *node) goRun(name string, fn func() error) {
+func (n *Node) goRun(name string, fn func() error) {
 	n.wg.Go(func() {
 		if err := fn(); err != nil {
 			n.log.Error().Err(err).Str("role", name).Msg("role stopped with an error")
@@ -159,7 +190,7 @@ func (n *node) goRun(name string, fn func() error) {
 
 // Close stops the roles (the HTTP API first, so no new work arrives),
 // drains the NATS connection and stops the embedded server.
-func (n *node) Close() error {
+func (n *Node) Close() error {
 	var errs []error
 	if n.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -184,10 +215,10 @@ func (n *node) Close() error {
 	return errors.Join(errs...)
 }
 
-// buildEngines makes the configured engines, in report order. An engine
+// BuildEngines makes the configured engines, in report order. An engine
 // that is configured but cannot start (a signature file that does not
 // parse, a clamd that does not answer) stops start-up with the reason.
-func buildEngines(ctx context.Context, cfg *config.Config, log zerolog.Logger) ([]scanner.NamedEngine, error) {
+func BuildEngines(ctx context.Context, cfg *config.Config, log zerolog.Logger) ([]scanner.NamedEngine, error) {
 	var set *engines.SignatureSet
 	if paths := cfg.Engines.Signatures.Paths; len(paths) > 0 {
 		var warnings []string

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end benchmarks. Each prints its figures beside a baseline measured
 // in the same run on the same machine, so the ratios mean something on any
@@ -49,8 +49,8 @@ func BenchmarkSmallFiles(b *testing.B) {
 						for i := range perClient {
 							body := bytes.Clone(body)
 							copy(body, fmt.Sprintf("%04d-%04d", c, i)) // distinct files
-							id := mustUpload(b, n.url(""), body, nil)
-							waitResult(b, n.url(""), id)
+							id := mustUpload(b, n.URL(""), body, nil)
+							waitResult(b, n.URL(""), id)
 							files.Add(1)
 						}
 					})

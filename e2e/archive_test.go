@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"archive/tar"
@@ -23,8 +23,8 @@ func TestArchiveChildrenAndWorst(t *testing.T) {
 		"docs/readme.txt": []byte("hello"), "bin/data.bin": clean, "eicar.com": eicar(),
 		"../../evil.txt": []byte("zip slip"), "/abs/path.txt": []byte("absolute"),
 	}, "docs/readme.txt", "bin/data.bin", "eicar.com", "../../evil.txt", "/abs/path.txt")
-	id := mustUpload(t, n.url(""), z, map[string]string{"filename": "bundle.zip"})
-	r := waitResult(t, n.url(""), id)
+	id := mustUpload(t, n.URL(""), z, map[string]string{"filename": "bundle.zip"})
+	r := waitResult(t, n.URL(""), id)
 	if path(r, "scan_results", "scan_all_result_i") != float64(1) || path(r, "process_info", "result") != "Blocked" {
 		t.Fatalf("archive with EICAR inside: %v %v", r["scan_results"], r["process_info"])
 	}
@@ -46,12 +46,12 @@ func TestArchiveChildrenAndWorst(t *testing.T) {
 		t.Errorf("clean child summary: %v", byName["bin/data.bin"])
 	}
 	// Each child has its own full result, with its own hashes.
-	child := waitResult(t, n.url(""), str(byName["bin/data.bin"]["data_id"]))
+	child := waitResult(t, n.URL(""), str(byName["bin/data.bin"]["data_id"]))
 	if path(child, "file_info", "sha256") != digestsOf(clean).sha256 {
 		t.Errorf("child result: %v", child["file_info"])
 	}
 	// Hostile names are only names: nothing was written outside.
-	for _, p := range []string{filepath.Join(n.cfg.DataDir, "..", "evil.txt"), "/abs/path.txt", "/evil.txt"} {
+	for _, p := range []string{filepath.Join(n.Config().DataDir, "..", "evil.txt"), "/abs/path.txt", "/evil.txt"} {
 		if _, err := os.Stat(p); err == nil {
 			t.Errorf("extraction wrote %s", p)
 		}
@@ -66,17 +66,17 @@ func TestArchivePagingAndNested(t *testing.T) {
 		name := fmt.Sprintf("f%03d.txt", i)
 		files[name], order = []byte(name), append(order, name)
 	}
-	id := mustUpload(t, n.url(""), zipOf(t, files, order...), nil)
-	waitResult(t, n.url(""), id)
+	id := mustUpload(t, n.URL(""), zipOf(t, files, order...), nil)
+	waitResult(t, n.URL(""), id)
 	var page map[string]any
-	getJSON(t, n.url("/file/"+id+"?first=100&size=50"), &page)
+	getJSON(t, n.URL("/file/"+id+"?first=100&size=50"), &page)
 	ef := page["extracted_files"].(map[string]any)
 	got := ef["files_in_archive"].([]any)
 	if len(got) != 20 || ef["first_index"] != float64(100) || ef["files_extracted_count"] != float64(120) ||
 		got[0].(map[string]any)["display_name"] != "f100.txt" {
 		t.Errorf("page first=100: %d entries, %v", len(got), ef["first_index"])
 	}
-	getJSON(t, n.url("/file/"+id), &page)
+	getJSON(t, n.URL("/file/"+id), &page)
 	if l := len(page["extracted_files"].(map[string]any)["files_in_archive"].([]any)); l != 50 {
 		t.Errorf("default page size: %d", l)
 	}
@@ -91,7 +91,7 @@ func TestArchivePagingAndNested(t *testing.T) {
 	gw := gzip.NewWriter(&gz)
 	gw.Write(tb.Bytes())
 	gw.Close()
-	r := waitResult(t, n.url(""), mustUpload(t, n.url(""), gz.Bytes(), map[string]string{"filename": "x.tar.gz"}))
+	r := waitResult(t, n.URL(""), mustUpload(t, n.URL(""), gz.Bytes(), map[string]string{"filename": "x.tar.gz"}))
 	if path(r, "scan_results", "scan_all_result_i") != float64(1) {
 		t.Errorf("EICAR inside tar.gz: %v", r["scan_results"])
 	}
@@ -110,7 +110,7 @@ func TestArchiveLimits(t *testing.T) {
 	cfg.Workflows[0].Archive.MaxFiles = 50
 	n := startNode(t, cfg)
 	verdict := func(body []byte) (int, map[string]any) {
-		r := waitResult(t, n.url(""), mustUpload(t, n.url(""), body, nil))
+		r := waitResult(t, n.URL(""), mustUpload(t, n.URL(""), body, nil))
 		return int(num(path(r, "scan_results", "scan_all_result_i"))), r
 	}
 	if code, r := verdict(nestZip(t, []byte("deep"), 12)); code != 9 {
@@ -152,7 +152,7 @@ func TestArchiveSizeLimitAndErrors(t *testing.T) {
 	cfg.Workflows[0].Archive.MaxSize = 100_000
 	n := startNode(t, cfg)
 	big := zipOf(t, map[string][]byte{"a.bin": randomBytes(t, 80_000), "b.bin": randomBytes(t, 80_000)}, "a.bin", "b.bin")
-	r := waitResult(t, n.url(""), mustUpload(t, n.url(""), big, nil))
+	r := waitResult(t, n.URL(""), mustUpload(t, n.URL(""), big, nil))
 	if path(r, "scan_results", "scan_all_result_i") != float64(13) {
 		t.Errorf("over max_size: %v", r["scan_results"])
 	}
@@ -167,10 +167,10 @@ func TestArchiveSizeLimitAndErrors(t *testing.T) {
 	zw.Close()
 	z := zb.Bytes()
 	z[bytes.LastIndex(z, bytes.Repeat([]byte("x"), 10))] ^= 0xff // the stored bytes no longer match their CRC
-	id := mustUpload(t, n.url(""), z, map[string]string{"filename": "corrupt.zip"})
-	waitResult(t, n.url(""), id)
+	id := mustUpload(t, n.URL(""), z, map[string]string{"filename": "corrupt.zip"})
+	waitResult(t, n.URL(""), id)
 	var xe map[string]any
-	if code := getJSON(t, n.url("/file/"+id+"/extraction-errors"), &xe); code != 200 || num(xe["total"]) < 1 ||
+	if code := getJSON(t, n.URL("/file/"+id+"/extraction-errors"), &xe); code != 200 || num(xe["total"]) < 1 ||
 		!strings.Contains(fmt.Sprint(xe["root_archive"]), "bad.txt") {
 		t.Errorf("extraction errors: %d %v", code, xe)
 	}
@@ -216,16 +216,16 @@ func zipCryptoZip(t testing.TB, name string, data []byte, password string) []byt
 func TestEncryptedArchivePasswords(t *testing.T) {
 	n := startNode(t, testConfig(t))
 	z := zipCryptoZip(t, "secret.com", eicar(), "s3cret pw")
-	r := waitResult(t, n.url(""), mustUpload(t, n.url(""), z, map[string]string{"filename": "locked.zip"}))
+	r := waitResult(t, n.URL(""), mustUpload(t, n.URL(""), z, map[string]string{"filename": "locked.zip"}))
 	if path(r, "scan_results", "scan_all_result_i") != float64(12) || path(r, "process_info", "result") != "Blocked" {
 		t.Errorf("no password: %v %v", r["scan_results"], r["process_info"])
 	}
-	r = waitResult(t, n.url(""), mustUpload(t, n.url(""), z, map[string]string{"archivepwd": "wrong"}))
+	r = waitResult(t, n.URL(""), mustUpload(t, n.URL(""), z, map[string]string{"archivepwd": "wrong"}))
 	if path(r, "scan_results", "scan_all_result_i") != float64(12) {
 		t.Errorf("wrong password: %v", r["scan_results"])
 	}
 	// The right password, percent-encoded as clients send it, among others.
-	r = waitResult(t, n.url(""), mustUpload(t, n.url(""), z, map[string]string{"archivepwd": "nope", "archivepwd1": "s3cret%20pw"}))
+	r = waitResult(t, n.URL(""), mustUpload(t, n.URL(""), z, map[string]string{"archivepwd": "nope", "archivepwd1": "s3cret%20pw"}))
 	if path(r, "scan_results", "scan_all_result_i") != float64(1) {
 		t.Errorf("right password: EICAR inside not found: %v", r["scan_results"])
 	}
@@ -244,7 +244,7 @@ func TestArchiveTimeout(t *testing.T) {
 		name := fmt.Sprintf("f%04d", i)
 		files[name], order = []byte(name), append(order, name)
 	}
-	r := waitResult(t, n.url(""), mustUpload(t, n.url(""), zipOf(t, files, order...), nil))
+	r := waitResult(t, n.URL(""), mustUpload(t, n.URL(""), zipOf(t, files, order...), nil))
 	if path(r, "scan_results", "scan_all_result_i") != float64(16) {
 		t.Errorf("archive over its timeout: %v", r["scan_results"])
 	}

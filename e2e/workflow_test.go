@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"archive/zip"
@@ -21,25 +21,25 @@ func TestFileTypeStepsAndBlockPolicy(t *testing.T) {
 	cfg.Workflows[2].Block = []string{"suspicious"}
 	n := startNode(t, cfg)
 
-	r := waitResult(t, n.url(""), mustUpload(t, n.url(""), peHead, map[string]string{"filename": "invoice.pdf"}))
+	r := waitResult(t, n.URL(""), mustUpload(t, n.URL(""), peHead, map[string]string{"filename": "invoice.pdf"}))
 	if path(r, "scan_results", "scan_all_result_i") != float64(17) || path(r, "process_info", "blocked_reason") != "Mismatch" {
 		t.Errorf("renamed executable: %v %v", r["scan_results"], r["process_info"])
 	}
-	r = waitResult(t, n.url(""), mustUpload(t, n.url(""), peHead, map[string]string{"filename": "setup.exe"}))
+	r = waitResult(t, n.URL(""), mustUpload(t, n.URL(""), peHead, map[string]string{"filename": "setup.exe"}))
 	if path(r, "process_info", "result") != "Allowed" {
 		t.Errorf("honestly named executable under the default workflow: %v", r["process_info"])
 	}
-	r = waitResult(t, n.url(""), mustUpload(t, n.url(""), peHead, map[string]string{"filename": "setup.exe", "rule": "NoExe"}))
+	r = waitResult(t, n.URL(""), mustUpload(t, n.URL(""), peHead, map[string]string{"filename": "setup.exe", "rule": "NoExe"}))
 	if path(r, "scan_results", "scan_all_result_i") != float64(46) || path(r, "process_info", "result") != "Blocked" {
 		t.Errorf("blocked type: %v %v", r["scan_results"], r["process_info"])
 	}
 	// EICAR under a workflow that blocks only "suspicious": reported, not blocked.
-	r = waitResult(t, n.url(""), mustUpload(t, n.url(""), eicar(), map[string]string{"rule": "OnlySuspicious"}))
+	r = waitResult(t, n.URL(""), mustUpload(t, n.URL(""), eicar(), map[string]string{"rule": "OnlySuspicious"}))
 	if path(r, "scan_results", "scan_all_result_i") != float64(1) || path(r, "process_info", "result") != "Allowed" {
 		t.Errorf("infected under block=[suspicious]: %v %v", r["scan_results"], r["process_info"])
 	}
 	// Every blocking reason is listed, most severe first.
-	r = waitResult(t, n.url(""), mustUpload(t, n.url(""), eicar(), map[string]string{"filename": "eicar.pdf"}))
+	r = waitResult(t, n.URL(""), mustUpload(t, n.URL(""), eicar(), map[string]string{"filename": "eicar.pdf"}))
 	reasons := fmt.Sprint(path(r, "process_info", "blocked_reasons"))
 	if reasons != "[Infected Mismatch]" || path(r, "process_info", "blocked_reason") != "Infected" {
 		t.Errorf("blocked_reasons %s", reasons)
@@ -50,7 +50,7 @@ func TestStatEngines(t *testing.T) {
 	n := startNode(t, testConfig(t))
 	var list []map[string]any
 	waitFor(t, "the scanner to register", func() bool {
-		getJSON(t, n.url("/stat/engines"), &list)
+		getJSON(t, n.URL("/stat/engines"), &list)
 		return len(list) > 0
 	})
 	e := list[len(list)-1]

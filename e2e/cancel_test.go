@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scangate/scangate/internal/node"
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/events"
 	"github.com/scangate/scangate/pkg/workflow"
@@ -29,43 +30,43 @@ func TestCancelQueuedFile(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	n, err := start(context.Background(), cfg, []role{roleIngest, roleNotifier}, testLog{t}) // no scanner yet
+	n, err := node.Start(context.Background(), cfg, []node.Role{node.Ingest, node.Notifier}, "test", testLog{t}) // no scanner yet
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = n.Close() })
 
-	id := mustUpload(t, n.url(""), []byte("queued file"), nil)
+	id := mustUpload(t, n.URL(""), []byte("queued file"), nil)
 	var r map[string]any
-	getJSON(t, n.url("/file/"+id), &r)
+	getJSON(t, n.URL("/file/"+id), &r)
 	if path(r, "scan_results", "scan_all_result_i") != float64(255) || path(r, "process_info", "result") != "Processing" ||
 		path(r, "scan_results", "total_time") != float64(-1) {
 		t.Fatalf("queued file should be In Progress: %v", r)
 	}
-	if code, out := cancel(t, n.url(""), id); code != 200 || out[id] != "cancelled" {
+	if code, out := cancel(t, n.URL(""), id); code != 200 || out[id] != "cancelled" {
 		t.Fatalf("cancel: %d %v", code, out)
 	}
-	r = waitResult(t, n.url(""), id)
+	r = waitResult(t, n.URL(""), id)
 	if path(r, "scan_results", "scan_all_result_i") != float64(19) || path(r, "process_info", "result") != "Blocked" {
 		t.Fatalf("cancelled file: %v", r)
 	}
-	if code, out := cancel(t, n.url(""), id); code != 200 || out[id] != "cancelled" {
+	if code, out := cancel(t, n.URL(""), id); code != 200 || out[id] != "cancelled" {
 		t.Errorf("second cancel: %d %v", code, out)
 	}
 
 	// Now a scanner arrives.
 	blobs, _ := blob.NewFS(filepath.Join(cfg.DataDir, "blobs"))
 	sig, _ := engines.NewSignatures()
-	sc := scanner.New(n.bus, blobs, scanner.Options{Workers: 1, Timeout: time.Minute, Workflows: workflow.NewSet(cfg.Workflows),
-		Engines: []scanner.NamedEngine{{Name: "signatures", Engine: sig}}}, n.log)
+	sc := scanner.New(n.Bus(), blobs, scanner.Options{Workers: 1, Timeout: time.Minute, Workflows: workflow.NewSet(cfg.Workflows),
+		Engines: []scanner.NamedEngine{{Name: "signatures", Engine: sig}}}, *n.Log())
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	go sc.Run(ctx)
 	waitFor(t, "the queue to drain", func() bool {
-		st, err := n.bus.JS.Stream(ctx, events.StreamFiles)
+		st, err := n.Bus().JS.Stream(ctx, events.StreamFiles)
 		return err == nil && st.CachedInfo().State.Msgs == 0
 	})
-	getJSON(t, n.url("/file/"+id), &r)
+	getJSON(t, n.URL("/file/"+id), &r)
 	if path(r, "scan_results", "scan_all_result_i") != float64(19) {
 		t.Errorf("scanner overwrote the cancel: %v", r["scan_results"])
 	}
@@ -73,20 +74,20 @@ func TestCancelQueuedFile(t *testing.T) {
 
 // startWithEngine runs a node whose only scanner uses eng (registered as
 // "signatures", which every workflow runs).
-func startWithEngine(t *testing.T, eng engines.Engine) *node {
+func startWithEngine(t *testing.T, eng engines.Engine) *node.Node {
 	t.Helper()
 	cfg := testConfig(t)
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	n, err := start(context.Background(), cfg, []role{roleIngest, roleNotifier}, testLog{t})
+	n, err := node.Start(context.Background(), cfg, []node.Role{node.Ingest, node.Notifier}, "test", testLog{t})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = n.Close() })
 	blobs, _ := blob.NewFS(filepath.Join(cfg.DataDir, "blobs"))
-	sc := scanner.New(n.bus, blobs, scanner.Options{Workers: 1, Timeout: time.Minute, Workflows: workflow.NewSet(cfg.Workflows),
-		Engines: []scanner.NamedEngine{{Name: "signatures", Engine: eng}}}, n.log)
+	sc := scanner.New(n.Bus(), blobs, scanner.Options{Workers: 1, Timeout: time.Minute, Workflows: workflow.NewSet(cfg.Workflows),
+		Engines: []scanner.NamedEngine{{Name: "signatures", Engine: eng}}}, *n.Log())
 	ctx, stop := context.WithCancel(context.Background())
 	t.Cleanup(stop)
 	go sc.Run(ctx)
@@ -114,7 +115,7 @@ func TestCancelRunningScan(t *testing.T) {
 	n := startWithEngine(t, slow)
 	ctx := context.Background()
 
-	id := mustUpload(t, n.url(""), []byte("slow file"), nil)
+	id := mustUpload(t, n.URL(""), []byte("slow file"), nil)
 	select {
 	case got := <-slow.started:
 		if got != id {
@@ -123,19 +124,19 @@ func TestCancelRunningScan(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("scan never started")
 	}
-	if code, out := cancel(t, n.url(""), id); code != 200 || out[id] != "cancelled" {
+	if code, out := cancel(t, n.URL(""), id); code != 200 || out[id] != "cancelled" {
 		t.Fatalf("cancel: %d %v", code, out)
 	}
-	r := waitResult(t, n.url(""), id)
+	r := waitResult(t, n.URL(""), id)
 	if path(r, "scan_results", "scan_all_result_i") != float64(19) {
 		t.Fatalf("verdict after cancel: %v", r["scan_results"])
 	}
 	waitFor(t, "the scanner to let go of the file", func() bool {
-		st, err := n.bus.JS.Stream(ctx, events.StreamFiles)
+		st, err := n.Bus().JS.Stream(ctx, events.StreamFiles)
 		return err == nil && st.CachedInfo().State.Msgs == 0
 	})
 	var after map[string]any
-	getJSON(t, n.url("/file/"+id), &after)
+	getJSON(t, n.URL("/file/"+id), &after)
 	if path(after, "scan_results", "scan_all_result_i") != float64(19) {
 		t.Errorf("verdict changed after the scanner stopped: %v", after["scan_results"])
 	}
@@ -170,13 +171,13 @@ func TestCancelArchiveCascades(t *testing.T) {
 	n := startWithEngine(t, slow)
 
 	z := zipOf(t, map[string][]byte{"a.txt": []byte("a"), "slow.txt": []byte("s"), "c.txt": []byte("c")}, "a.txt", "slow.txt", "c.txt")
-	id := mustUpload(t, n.url(""), z, map[string]string{"filename": "three.zip"})
+	id := mustUpload(t, n.URL(""), z, map[string]string{"filename": "three.zip"})
 	select {
 	case <-slow.started:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the slow child never started")
 	}
-	if code, out := cancel(t, n.url(""), id); code != 200 {
+	if code, out := cancel(t, n.URL(""), id); code != 200 {
 		t.Fatalf("cancel: %d %v", code, out)
 	}
 	select {
@@ -187,11 +188,11 @@ func TestCancelArchiveCascades(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the child scan in progress was not stopped by the parent's cancel")
 	}
-	if r := waitResult(t, n.url(""), id); path(r, "scan_results", "scan_all_result_i") != float64(19) {
+	if r := waitResult(t, n.URL(""), id); path(r, "scan_results", "scan_all_result_i") != float64(19) {
 		t.Errorf("parent after cancel: %v", r["scan_results"])
 	}
 	// The worker is free again: a plain file scans.
-	if r := waitResult(t, n.url(""), mustUpload(t, n.url(""), []byte("after"), nil)); path(r, "process_info", "result") != "Allowed" {
+	if r := waitResult(t, n.URL(""), mustUpload(t, n.URL(""), []byte("after"), nil)); path(r, "process_info", "result") != "Allowed" {
 		t.Errorf("next file after the cancelled archive: %v", r["process_info"])
 	}
 }

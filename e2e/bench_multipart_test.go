@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Multipart benchmarks, each beside a baseline from the same run:
 //

@@ -1,0 +1,138 @@
+// Package cli is the scangate command line: it parses the command and its
+// flags, loads the configuration and runs a node until the context ends.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime/debug"
+
+	"github.com/scangate/scangate/internal/node"
+	"github.com/scangate/scangate/pkg/config"
+)
+
+// Version is set at build time
+// (-ldflags "-X github.com/scangate/scangate/internal/cli.Version=v1.2.3");
+// without it the module version from the build info is used.
+var Version = ""
+
+const usage = `usage: scangate <command> [flags]
+
+commands:
+  serve       embedded JetStream server and every role in one process
+  ingest      the HTTP API only (needs --nats)
+  scanner     the scanning role only (needs --nats)
+  notifier    the webhook role only (needs --nats)
+  assembler   the multipart upload role (needs --nats)
+  version     print the version
+
+flags (every command):
+  --config FILE   YAML config (defaults: configs/scangate.yaml)
+  --listen ADDR   HTTP address (default 127.0.0.1:8008)
+  --data DIR      data directory (default ./data)
+  --nats URL      external NATS; empty runs an embedded server (serve only)
+`
+
+// Run is main without the process: tests call it directly. It returns the
+// exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	var roles []node.Role
+	switch cmd {
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "scangate", BuildVersion())
+		return 0
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "serve":
+		roles = node.All
+	case "ingest":
+		roles = []node.Role{node.Ingest}
+	case "scanner":
+		roles = []node.Role{node.Scanner}
+	case "notifier":
+		roles = []node.Role{node.Notifier}
+	case "assembler":
+		roles = []node.Role{node.Assembler}
+	default:
+		fmt.Fprintf(stderr, "scangate: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+
+	cfg, err := loadConfig(cmd, rest, stderr)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "scangate %s: %v\n", cmd, err)
+		}
+		return 2
+	}
+	if cmd != "serve" && cfg.NATS.URL == "" {
+		fmt.Fprintf(stderr, "scangate %s: --nats (or nats.url) is required: a single role joins an existing NATS\n", cmd)
+		return 2
+	}
+	n, err := node.Start(ctx, cfg, roles, BuildVersion(), stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "scangate %s: %v\n", cmd, err)
+		return 1
+	}
+	<-ctx.Done()
+	n.Log().Info().Msg("shutting down")
+	if err := n.Close(); err != nil {
+		n.Log().Error().Err(err).Msg("shutdown")
+		return 1
+	}
+	return 0
+}
+
+// loadConfig applies, in order: built-in defaults, --config, SCANGATE_*
+// environment, flags.
+func loadConfig(cmd string, args []string, stderr io.Writer) (*config.Config, error) {
+	fs := flag.NewFlagSet("scangate "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "YAML config file")
+	listen := fs.String("listen", "", "HTTP listen address")
+	data := fs.String("data", "", "data directory")
+	natsURL := fs.String("nats", "", "external NATS URL")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return nil, err
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if *data != "" {
+		cfg.DataDir = *data
+	}
+	if *natsURL != "" {
+		cfg.NATS.URL = *natsURL
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return cfg, nil
+}
+
+// BuildVersion is Version, or the module version from the build info.
+func BuildVersion() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

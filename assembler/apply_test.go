@@ -31,7 +31,7 @@ func TestApplyFoldsALog(t *testing.T) {
 		part(-1, 5),  // hostile: ignored
 		part(0, 60),
 	} {
-		st = apply(st, ev, 3)
+		st = apply(st, ev, 3, 0)
 	}
 	if st == nil {
 		t.Fatal("no state")
@@ -41,8 +41,8 @@ func TestApplyFoldsALog(t *testing.T) {
 		t.Fatalf("state %+v", s)
 	}
 	// Events after the end change nothing.
-	st = apply(st, &events.UploadEvent{Kind: events.UploadAbort, DataID: "d"}, 3)
-	st = apply(st, &events.UploadEvent{Kind: events.UploadExpire, DataID: "d"}, 3)
+	st = apply(st, &events.UploadEvent{Kind: events.UploadAbort, DataID: "d"}, 3, 0)
+	st = apply(st, &events.UploadEvent{Kind: events.UploadExpire, DataID: "d"}, 3, 0)
 	if st.Session.Status != session.Complete {
 		t.Errorf("ended session changed to %s", st.Session.Status)
 	}
@@ -50,10 +50,10 @@ func TestApplyFoldsALog(t *testing.T) {
 
 func TestApplyAbortAndExpire(t *testing.T) {
 	for kind, want := range map[string]string{events.UploadAbort: session.Cancelled, events.UploadExpire: session.TimedOut} {
-		st := apply(nil, open(100), 0)
-		st = apply(st, part(0, 10), 0)
-		st = apply(st, &events.UploadEvent{Kind: kind, DataID: "d"}, 0)
-		st = apply(st, part(10, 90), 0) // a late part does not revive it
+		st := apply(nil, open(100), 0, 0)
+		st = apply(st, part(0, 10), 0, 0)
+		st = apply(st, &events.UploadEvent{Kind: kind, DataID: "d"}, 0, 0)
+		st = apply(st, part(10, 90), 0, 0) // a late part does not revive it
 		if st.Session.Status != want || st.Session.ReceivedLength != 10 {
 			t.Errorf("%s: status %s, received %d", kind, st.Session.Status, st.Session.ReceivedLength)
 		}

@@ -1,15 +1,22 @@
-// Package assembler is the upload-session role. It consumes the events of
-// multipart and chunked uploads (stream UPLOADS, upload.<partition>.<data_id>),
-// keeps each session's received byte ranges in bbolt, hashes the contiguous
-// prefix as it grows, and emits file-complete exactly once when [0,total) is
-// covered. It also ends sessions that are aborted or outlive their time to
-// live.
+// Package assembler is the role that owns a file's state. It is the only
+// writer of upload sessions and, through its recorder, of results:
 //
-// Partitions spread sessions over assemblers: JetStream pins each
-// partition's consumer to one assembler (priority group, pinned client) and
-// moves it to another when that one stops pulling. bbolt is only a cache of
-// the stream: a session the local database does not know is rebuilt by
-// replaying its subject.
+//   - Upload sessions: it consumes the events of multipart and chunked
+//     uploads (stream UPLOADS, upload.<partition>.<data_id>), keeps each
+//     session's received byte ranges in bbolt, hashes the contiguous prefix
+//     as it grows, publishes the session view (KV sessions) and, once
+//     [0,total) is covered, the file's "queued" result event — exactly
+//     once. It ends sessions that are aborted or outlive their time to live.
+//   - Results: the recorder (recorder.go) applies every file's result events
+//     (stream RESULTS) to KV results in stream order, queues files for the
+//     scanners and announces final results.
+//
+// Partitions spread both over assemblers: JetStream pins each partition's
+// consumer to one assembler (priority group, pinned client) and moves it to
+// another when that one stops pulling. bbolt is only a cache of the stream:
+// it records the last sequence it applied, and a session the cache does not
+// know, or knows less well than the shared view (the partition moved away
+// and back), is rebuilt by replaying its subject.
 package assembler
 
 import (
@@ -18,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,14 +43,24 @@ import (
 
 var bucketSessions = []byte("sessions")
 
-// Assembler owns upload sessions.
+// Options tune the assembler.
+type Options struct {
+	// ExpiryGrace is how long after a session's deadline its expire event
+	// fires. Ingest refuses parts from the deadline on; the grace covers a
+	// part that passed that check a moment before and is still being written.
+	ExpiryGrace time.Duration
+}
+
+// Assembler owns upload sessions and, through its recorder, results.
 type Assembler struct {
 	b        *bus.Bus
 	blobs    blob.Store
 	db       *bolt.DB
 	sessions session.Store
 	results  result.Store
+	opts     Options
 	log      zerolog.Logger
+	rec      *recorder
 }
 
 // state is what bbolt keeps per session: the shared view plus what only
@@ -52,10 +70,39 @@ type state struct {
 	LastSeq     uint64          `json:"last_seq"`     // last stream sequence applied
 	HashedBytes int64           `json:"hashed_bytes"` // prefix already hashed
 	HashState   []byte          `json:"hash_state,omitempty"`
+	// HashDirty: a part rewrote bytes already hashed with different (or
+	// unknown) content. The prefix hash no longer describes the file; the
+	// scanner hashes every byte it scans instead.
+	HashDirty bool `json:"hash_dirty,omitempty"`
+	// Recent are the last parts applied, so the common rewrite — a client
+	// retrying a part whose answer it lost — keeps the prefix hash.
+	Recent []partDigest `json:"recent,omitempty"`
+
+	// copyChunk is the chunk the event being applied appends: effects copy
+	// its staged bytes into place. Not kept: a replay only needs the ranges.
+	copyChunk *chunkCopy
 }
 
+type chunkCopy struct {
+	staged   string
+	off, len int64
+	refused  bool
+}
+
+// refusedKept is how many refused chunk sequences a session view lists.
+const refusedKept = 16
+
+type partDigest struct {
+	Off    int64  `json:"off"`
+	Len    int64  `json:"len"`
+	Digest string `json:"digest"`
+}
+
+// recentParts is how many parts state.Recent remembers.
+const recentParts = 32
+
 // New opens (or creates) the assembler's bbolt database at dbPath.
-func New(b *bus.Bus, blobs blob.Store, dbPath string, log zerolog.Logger) (*Assembler, error) {
+func New(b *bus.Bus, blobs blob.Store, dbPath string, opts Options, log zerolog.Logger) (*Assembler, error) {
 	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("assembler state %s: %w", dbPath, err)
@@ -67,66 +114,38 @@ func New(b *bus.Bus, blobs blob.Store, dbPath string, log zerolog.Logger) (*Asse
 		db.Close()
 		return nil, fmt.Errorf("assembler state: %w", err)
 	}
+	if opts.ExpiryGrace <= 0 {
+		opts.ExpiryGrace = 5 * time.Second
+	}
+	log = log.With().Str("role", "assembler").Logger()
 	return &Assembler{b: b, blobs: blobs, db: db, sessions: session.Store{KV: b.Sessions},
-		results: result.Store{KV: b.Results}, log: log.With().Str("role", "assembler").Logger()}, nil
+		results: result.Store{KV: b.Results}, opts: opts, log: log, rec: newRecorder(b, log)}, nil
 }
 
-// Run consumes every partition until ctx ends, then closes the database.
+// Run consumes every upload and results partition until ctx ends, then
+// closes the database.
 func (a *Assembler) Run(ctx context.Context) error {
 	defer a.db.Close()
 	var wg sync.WaitGroup
 	for p := range a.b.Opts.Partitions {
-		wg.Go(func() { a.consume(ctx, p) })
+		wg.Go(func() {
+			pull(ctx, a.b, events.StreamUploads, events.AssemblerConsumer(p), events.AssemblerGroup,
+				a.log.With().Int("partition", p).Logger(), func(m jetstream.Msg) { a.handle(ctx, p, m) })
+		})
+		wg.Go(func() {
+			pull(ctx, a.b, events.StreamResults, events.RecorderConsumer(p), events.RecorderGroup,
+				a.rec.log.With().Int("partition", p).Logger(), func(m jetstream.Msg) { a.rec.handle(ctx, m) })
+		})
 	}
 	a.log.Info().Int("partitions", a.b.Opts.Partitions).Msg("assembler started")
 	wg.Wait()
 	return nil
 }
 
-// consume pulls one partition's events in order. While another assembler
-// holds the partition the pulls simply wait; they take over when it stops.
-func (a *Assembler) consume(ctx context.Context, p int) {
-	log := a.log.With().Int("partition", p).Logger()
-	for ctx.Err() == nil {
-		cons, err := a.b.JS.Consumer(ctx, events.StreamUploads, events.AssemblerConsumer(p))
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			log.Warn().Err(err).Msg("partition consumer unavailable; retrying")
-			sleep(ctx, time.Second)
-			continue
-		}
-		it, err := cons.Messages(jetstream.PullPriorityGroup(events.AssemblerGroup), jetstream.PullMaxMessages(1))
-		if err != nil {
-			log.Warn().Err(err).Msg("partition subscription failed; retrying")
-			sleep(ctx, time.Second)
-			continue
-		}
-		stop := context.AfterFunc(ctx, it.Stop)
-		for {
-			msg, err := it.Next()
-			if err != nil {
-				break
-			}
-			a.handle(ctx, p, msg)
-		}
-		stop()
-		it.Stop()
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
-}
-
-// handle applies one event. Effects (KV, results, file-complete, blob
-// release) come before the bbolt write that records the event as applied,
-// and every effect is idempotent: a crash anywhere redelivers the event and
-// redoes them harmlessly.
+// handle applies one upload event. Effects (result events, the session
+// view, blob release) come before the bbolt write that records the event as
+// applied, and every effect is idempotent: a crash anywhere redelivers the
+// event and redoes them harmlessly.
 func (a *Assembler) handle(ctx context.Context, p int, msg jetstream.Msg) {
 	var ev events.UploadEvent
 	md, err := msg.Metadata()
@@ -136,26 +155,61 @@ func (a *Assembler) handle(ctx context.Context, p int, msg jetstream.Msg) {
 		return
 	}
 	seq := md.Sequence.Stream
-	log := a.log.With().Str("data_id", ev.DataID).Str("event", ev.Kind).Logger()
+	log := a.log.With().Str("data_id", ev.DataID).Str("event", ev.Kind).Uint64("seq", seq).Logger()
 	defer keepAlive(msg)()
+	defer recoverEvent(msg, log, func() {
+		// The session cannot go on: its file gets a Failed verdict.
+		ev := &result.Event{Kind: result.EventClosed, DataID: ev.DataID, Code: result.Failed,
+			Reason: "internal error applying an upload event", At: time.Now()}
+		_ = a.b.PublishResult(context.WithoutCancel(ctx), ev, "closed-"+ev.DataID)
+	})
 
+	retry := func(what string, err error) {
+		if ctx.Err() != nil {
+			_ = msg.Nak() // shutting down: the next owner redoes it
+			return
+		}
+		log.Error().Err(err).Msg(what + "; will retry")
+		_ = msg.NakWithDelay(time.Second)
+	}
+	view, viewRev, err := a.sessions.Get(ctx, ev.DataID)
+	if errors.Is(err, session.ErrNotFound) {
+		view, viewRev = nil, 0
+	} else if err != nil {
+		retry("reading the session view failed", err)
+		return
+	}
 	st, err := a.load(ev.DataID)
 	if err != nil {
-		log.Error().Err(err).Msg("reading state failed; will retry")
-		_ = msg.NakWithDelay(time.Second)
+		retry("reading state failed", err)
 		return
+	}
+	if st != nil && view != nil && view.Seq > st.LastSeq {
+		// Another assembler applied events of this session while it owned
+		// the partition: the cache is behind the stream.
+		log.Info().Uint64("cached_seq", st.LastSeq).Uint64("view_seq", view.Seq).Msg("cached session is stale; rebuilding it from the stream")
+		st = nil
 	}
 	if st == nil && ev.Kind != events.UploadOpen {
 		if st, err = a.rebuild(ctx, p, ev.DataID, seq); err != nil {
-			log.Error().Err(err).Msg("rebuilding session from the stream failed; will retry")
-			_ = msg.NakWithDelay(time.Second)
+			retry("rebuilding the session from the stream failed", err)
 			return
 		}
 		if st == nil {
-			// The session's log was purged: it ended long ago (a late
-			// retry of a part, or an expiry that lost the race).
+			// The session's log was purged: it ended (a late retry of a
+			// part, or an expiry that lost the race). A part that landed
+			// after an abort or expiry left bytes nobody will read.
+			if ev.Kind == events.UploadPart && view != nil && (view.Status == session.Cancelled || view.Status == session.TimedOut) {
+				if err := a.blobs.Delete(ctx, ev.DataID); err != nil {
+					retry("releasing a late part failed", err)
+					return
+				}
+			}
 			log.Debug().Msg("event for an ended session ignored")
 			_ = msg.Ack()
+			if ev.Kind == events.UploadChunk {
+				a.dropStaged(ctx, ev.Staged, log)
+			}
 			return
 		}
 	}
@@ -167,35 +221,52 @@ func (a *Assembler) handle(ctx context.Context, p int, msg jetstream.Msg) {
 	if st != nil {
 		before = st.Session.Status
 	}
-	st = apply(st, &ev, p)
+	st = apply(st, &ev, p, seq)
 	if st == nil {
+		if ev.Kind == events.UploadChunk {
+			a.dropStaged(ctx, ev.Staged, log)
+		}
 		_ = msg.Ack()
 		return
 	}
 	st.LastSeq = seq
+	st.Session.Seq = seq
 
-	if err := a.effects(ctx, st, before, log); err != nil {
-		if ctx.Err() != nil {
-			_ = msg.Nak() // shutting down: the next owner redoes it
-			return
-		}
-		log.Error().Err(err).Msg("applying upload event failed; will retry")
-		_ = msg.NakWithDelay(time.Second)
+	if err := a.effects(ctx, st, before, viewRev, log); err != nil {
+		retry("applying the upload event failed", err)
 		return
 	}
 	if err := a.save(st); err != nil {
-		log.Error().Err(err).Msg("saving state failed; will retry")
-		_ = msg.NakWithDelay(time.Second)
+		retry("saving state failed", err)
 		return
 	}
 	if err := msg.DoubleAck(ctx); err != nil {
 		log.Warn().Err(err).Msg("ack failed; the event will be redelivered and skipped")
 	}
+	if ev.Kind == events.UploadChunk {
+		// Only now: a redelivery before the ack copies it again.
+		a.dropStaged(ctx, ev.Staged, log)
+	}
+}
+
+// dropStaged releases a chunk's staging blob once it is appended (or
+// refused) for good.
+func (a *Assembler) dropStaged(ctx context.Context, key string, log zerolog.Logger) {
+	if key == "" {
+		return
+	}
+	if err := a.blobs.Delete(ctx, key); err != nil {
+		log.Warn().Err(err).Str("staged", key).Msg("releasing a staged chunk failed")
+	}
 }
 
 // apply folds one event into a session's state; it has no side effects,
-// so replaying a session's log rebuilds exactly the state its owner had.
-func apply(st *state, ev *events.UploadEvent, p int) *state {
+// so replaying a session's log rebuilds exactly the state its owner had
+// (less the prefix hash, which effects recompute from the bytes).
+func apply(st *state, ev *events.UploadEvent, p int, seq uint64) *state {
+	if st != nil {
+		st.copyChunk = nil
+	}
 	switch ev.Kind {
 	case events.UploadOpen:
 		if st != nil || ev.Meta == nil || ev.Total <= 0 {
@@ -204,13 +275,39 @@ func apply(st *state, ev *events.UploadEvent, p int) *state {
 		return &state{Session: session.Session{DataID: ev.DataID, Status: session.Uploading, TotalLength: ev.Total,
 			CreatedAt: ev.CreatedAt, ExpiresAt: ev.ExpiresAt, Partition: p, Meta: *ev.Meta, Chunked: ev.Chunked}}
 	case events.UploadPart:
-		if st == nil || st.Session.Status != session.Uploading || ev.Off < 0 || ev.Len <= 0 || ev.Off+ev.Len > st.Session.TotalLength {
+		s := st.sessionOrNil()
+		if s == nil || s.Status != session.Uploading || ev.Off < 0 || ev.Len <= 0 || ev.Off+ev.Len > s.TotalLength {
 			return st
 		}
-		st.Session.Ranges.Add(ev.Off, ev.Len)
-		st.Session.ReceivedLength = st.Session.Ranges.Covered()
-		if st.Session.Ranges.Complete(st.Session.TotalLength) {
-			st.Session.Status = session.Complete
+		if s.Chunked {
+			return st // a chunked session takes chunk events only
+		}
+		st.notePart(ev)
+		s.Ranges.Add(ev.Off, ev.Len)
+		s.ReceivedLength = s.Ranges.Covered()
+		if s.Ranges.Complete(s.TotalLength) {
+			s.Status = session.Complete
+		}
+	case events.UploadChunk:
+		s := st.sessionOrNil()
+		if s == nil || s.Status != session.Uploading || !s.Chunked || ev.Len <= 0 || ev.Staged == "" {
+			return st
+		}
+		off := s.Ranges.PrefixEnd()
+		if off+ev.Len > s.TotalLength {
+			// Past the declared size: refused, with no effect on the file.
+			s.Refused = append(s.Refused, seq)
+			if len(s.Refused) > refusedKept {
+				s.Refused = slices.Delete(s.Refused, 0, len(s.Refused)-refusedKept)
+			}
+			st.copyChunk = &chunkCopy{staged: ev.Staged, refused: true}
+			return st
+		}
+		st.copyChunk = &chunkCopy{staged: ev.Staged, off: off, len: ev.Len}
+		s.Ranges.Add(off, ev.Len)
+		s.ReceivedLength = s.Ranges.Covered()
+		if s.Ranges.Complete(s.TotalLength) {
+			s.Status = session.Complete
 		}
 	case events.UploadAbort:
 		if st != nil && st.Session.Status == session.Uploading {
@@ -224,86 +321,138 @@ func apply(st *state, ev *events.UploadEvent, p int) *state {
 	return st
 }
 
-// effects makes the outside world match st: the shared session view,
-// prefix hashing, and — when the session just ended — file-complete or the
-// final verdict, the blob released and the log purged.
-func (a *Assembler) effects(ctx context.Context, st *state, before string, log zerolog.Logger) error {
+func (st *state) sessionOrNil() *session.Session {
+	if st == nil {
+		return nil
+	}
+	return &st.Session
+}
+
+// notePart keeps the prefix hash honest: a part that overlaps bytes already
+// hashed may have changed them, unless it repeats a recent part exactly.
+func (st *state) notePart(ev *events.UploadEvent) {
+	if !st.HashDirty && ev.Off < st.HashedBytes {
+		same := ev.Digest != "" && slices.Contains(st.Recent, partDigest{ev.Off, ev.Len, ev.Digest})
+		if !same {
+			st.HashDirty, st.HashedBytes, st.HashState = true, 0, nil
+		}
+	}
+	st.Recent = append(st.Recent, partDigest{ev.Off, ev.Len, ev.Digest})
+	if len(st.Recent) > recentParts {
+		st.Recent = slices.Delete(st.Recent, 0, len(st.Recent)-recentParts)
+	}
+}
+
+// effects makes the outside world match st: prefix hashing, the file's
+// result events, the shared session view and — when the session just ended
+// — the bytes released and the log purged. The result event goes out before
+// the view says the session ended, so anyone who sees the end in the view
+// can rely on the result following.
+func (a *Assembler) effects(ctx context.Context, st *state, before string, viewRev uint64, log zerolog.Logger) error {
 	s := &st.Session
-	if s.Status == session.Uploading || s.Status == session.Complete {
+	if before == "" {
+		// Just opened: the file shows 256 until it completes, and the
+		// session's deadline is scheduled.
+		up := &result.Event{Kind: result.EventUploading, DataID: s.DataID, Size: s.TotalLength, Meta: &s.Meta, CreatedAt: s.CreatedAt}
+		if err := a.b.PublishResult(ctx, up, "uploading-"+s.DataID); err != nil {
+			return err
+		}
+		if err := a.b.ScheduleExpiry(ctx, s.Partition, s.DataID, s.ExpiresAt.Add(a.opts.ExpiryGrace)); err != nil {
+			return err
+		}
+	}
+	if c := st.copyChunk; c != nil && !c.refused {
+		if err := a.appendChunk(ctx, s.DataID, c); err != nil {
+			return err
+		}
+	}
+	if (s.Status == session.Uploading || s.Status == session.Complete) && !st.HashDirty {
 		if err := a.hashPrefix(ctx, st); err != nil {
 			// Not fatal: the scanner hashes whatever is left.
 			log.Warn().Err(err).Msg("prefix hashing failed")
 		}
 	}
-	var fc *events.FileComplete
-	var earlier *result.Record
-	if s.Status == session.Complete && before != session.Complete {
-		var err error
-		// Decided before the view says "complete": a client waiting on its
-		// last chunk reads the duplicate's id from the same write.
-		if fc, earlier, err = a.prepareComplete(ctx, st); err != nil {
+	ended := s.Status != before && s.Status != session.Uploading
+	if ended {
+		if err := a.announceEnd(ctx, st, log); err != nil {
 			return err
 		}
 	}
-	shared, err := a.publishView(ctx, st)
-	if err != nil {
-		return err
+	if _, err := a.sessions.Put(ctx, s, viewRev); err != nil {
+		// A conflict means another assembler wrote the view meanwhile (the
+		// partition moved): the redelivery finds our cache stale.
+		return fmt.Errorf("session view: %w", err)
 	}
-	// An abort written by ingest straight into the shared view wins over
-	// our progress (it is what every ingest node already enforces).
-	if shared == session.Cancelled && s.Status == session.Uploading {
-		s.Status = session.Cancelled
-	}
-	if s.Status == before {
+	if !ended {
 		return nil
 	}
-	switch s.Status {
-	case session.Complete:
-		if earlier != nil {
-			log.Info().Str("duplicate_of", s.DuplicateOf).Msg("chunked upload matches a scanned file; no new scan")
-			return a.reuse(ctx, st, earlier)
-		}
-		if err := a.b.PublishFileComplete(ctx, fc); err != nil {
+	if s.Status != session.Complete || s.DuplicateOf != "" {
+		if err := a.blobs.Delete(ctx, s.DataID); err != nil {
 			return err
 		}
-		log.Info().Int64("size", s.TotalLength).Int64("hashed_on_arrival", st.HashedBytes).Msg("upload complete")
-		return a.b.PurgeUpload(ctx, s.Partition, s.DataID)
-	case session.Cancelled:
-		log.Info().Msg("upload aborted")
-		return a.end(ctx, st, result.Cancelled)
-	case session.TimedOut:
-		log.Info().Time("expires_at", s.ExpiresAt).Int64("received", s.ReceivedLength).Msg("upload timed out")
-		return a.end(ctx, st, result.MultipartTimedOut)
+	}
+	return a.b.PurgeUpload(ctx, s.Partition, s.DataID)
+}
+
+// announceEnd publishes the result event of a session that just ended:
+// the file queued for scanning, a copy of an earlier scan of the same
+// bytes, or the verdict of an abort or expiry.
+func (a *Assembler) announceEnd(ctx context.Context, st *state, log zerolog.Logger) error {
+	s := &st.Session
+	switch s.Status {
+	case session.Complete:
+		fc, earlier, err := a.prepareComplete(ctx, st)
+		if err != nil {
+			return err
+		}
+		if earlier != nil {
+			log.Info().Str("duplicate_of", s.DuplicateOf).Msg("chunked upload matches a scanned file; no new scan")
+			cp := *earlier
+			cp.Seq = 0
+			cp.Meta = s.Meta
+			cp.Result.DataID, cp.Result.ScanResults.DataID = s.DataID, s.DataID
+			cp.Result.FileInfo.DisplayName = s.Meta.DisplayName
+			return a.b.PublishResult(ctx, &result.Event{Kind: result.EventFinal, DataID: s.DataID, Record: &cp}, "final-"+s.DataID)
+		}
+		log.Info().Int64("size", s.TotalLength).Int64("hashed_on_arrival", fc.HashedBytes+hashedAll(fc)).Bool("rewritten", st.HashDirty).Msg("upload complete")
+		return a.b.PublishResult(ctx, &result.Event{Kind: result.EventQueued, DataID: s.DataID, File: fc}, "queued-"+s.DataID)
+	case session.Cancelled, session.TimedOut:
+		code := result.Cancelled
+		if s.Status == session.TimedOut {
+			code = result.MultipartTimedOut
+			log.Info().Time("expires_at", s.ExpiresAt).Int64("received", s.ReceivedLength).Msg("upload timed out")
+		} else {
+			log.Info().Msg("upload aborted")
+		}
+		ev := &result.Event{Kind: result.EventClosed, DataID: s.DataID, Code: code, Size: s.TotalLength, Meta: &s.Meta,
+			CreatedAt: s.CreatedAt, At: time.Now()}
+		return a.b.PublishResult(ctx, ev, "closed-"+s.DataID)
 	}
 	return nil
 }
 
-// publishView writes the session into the shared KV view, keeping what
-// ingest nodes own there (an abort, chunk reservations). It returns the
-// status the view had.
-func (a *Assembler) publishView(ctx context.Context, st *state) (string, error) {
-	var shared string
-	created := false
-	_, err := a.sessions.Update(ctx, st.Session.DataID, func(cur *session.Session) (bool, error) {
-		shared = cur.Status
-		next := st.Session
-		next.Reserved = max(cur.Reserved, next.Reserved)
-		if cur.Status == session.Cancelled && next.Status == session.Uploading {
-			next.Status = session.Cancelled
-		}
-		*cur = next
-		return true, nil
-	})
-	if errors.Is(err, session.ErrNotFound) {
-		// Ingest creates the view before it publishes open; a missing one
-		// was lost with a KV bucket re-created by hand. Recreate it.
-		_, err = a.sessions.Put(ctx, &st.Session, 0)
-		created = true
+// appendChunk copies a staged chunk to its place in the file. Copying
+// again (a redelivered event) writes the same bytes.
+func (a *Assembler) appendChunk(ctx context.Context, dataID string, c *chunkCopy) error {
+	obj, err := a.blobs.Open(ctx, c.staged)
+	if err != nil {
+		return fmt.Errorf("staged chunk %s: %w", c.staged, err)
 	}
-	if err != nil && !(created && errors.Is(err, session.ErrConflict)) {
-		return "", fmt.Errorf("session view: %w", err)
+	defer obj.Close()
+	if obj.Size() != c.len {
+		return fmt.Errorf("staged chunk %s has %d bytes, want %d", c.staged, obj.Size(), c.len)
 	}
-	return shared, nil
+	if err := a.blobs.WriteAt(ctx, dataID, c.off, io.NewSectionReader(obj, 0, c.len), c.len); err != nil {
+		return fmt.Errorf("append chunk: %w", err)
+	}
+	return nil
+}
+
+func hashedAll(fc *events.FileComplete) int64 {
+	if fc.Hashes.Complete() {
+		return fc.Size
+	}
+	return 0
 }
 
 // hashPrefix hashes the bytes between what was hashed and the end of the
@@ -346,14 +495,18 @@ func (a *Assembler) prepareComplete(ctx context.Context, st *state) (fc *events.
 	s := &st.Session
 	fc = &events.FileComplete{DataID: s.DataID, Size: s.TotalLength, Meta: s.Meta, Priority: events.PriorityNormal,
 		UploadedAt: s.CreatedAt}
-	if st.HashedBytes == s.TotalLength && st.HashState != nil {
+	switch {
+	case st.HashDirty:
+		// Bytes were rewritten after they were hashed: the scanner hashes
+		// exactly the bytes it scans.
+	case st.HashedBytes == s.TotalLength && st.HashState != nil:
 		m, err := hashing.Restore(st.HashState)
 		if err != nil {
 			return nil, nil, err
 		}
 		fc.Hashes = m.Sums()
 		m.Close()
-	} else if st.HashedBytes > 0 {
+	case st.HashedBytes > 0:
 		fc.HashState, fc.HashedBytes = st.HashState, st.HashedBytes
 	}
 	if !s.Chunked || fc.Hashes.SHA256 == "" {
@@ -377,67 +530,8 @@ func (a *Assembler) prepareComplete(ctx context.Context, st *state) (fc *events.
 	return fc, earlier, nil
 }
 
-// reuse gives a duplicate upload a copy of the earlier result (so polling
-// its own id works too), announces it, and releases its bytes.
-func (a *Assembler) reuse(ctx context.Context, st *state, earlier *result.Record) error {
-	s := &st.Session
-	rec, rev, err := a.results.Get(ctx, s.DataID)
-	if err != nil && !errors.Is(err, result.ErrNotFound) {
-		return err
-	}
-	if rec == nil || !rec.Final() {
-		cp := *earlier
-		cp.Meta = s.Meta
-		cp.Result.DataID, cp.Result.ScanResults.DataID = s.DataID, s.DataID
-		cp.Result.FileInfo.DisplayName = s.Meta.DisplayName
-		if _, err := a.results.Put(ctx, &cp, rev); err != nil && !errors.Is(err, result.ErrConflict) {
-			return err
-		}
-	}
-	return a.announceAndRelease(ctx, s)
-}
-
-// end closes a session that will never complete: final verdict (unless the
-// file already has one), webhook, bytes released, log purged.
-func (a *Assembler) end(ctx context.Context, st *state, code int) error {
-	s := &st.Session
-	for {
-		rec, rev, err := a.results.Get(ctx, s.DataID)
-		if errors.Is(err, result.ErrNotFound) {
-			rec = result.New(s.DataID, s.TotalLength, events.Hashes{}, s.Meta, s.CreatedAt, code)
-		} else if err != nil {
-			return err
-		}
-		if rec.Final() {
-			break
-		}
-		now := time.Now()
-		rec.Finish(code, nil, s.CreatedAt, now)
-		if _, err := a.results.Put(ctx, rec, rev); errors.Is(err, result.ErrConflict) {
-			continue
-		} else if err != nil {
-			return err
-		}
-		break
-	}
-	return a.announceAndRelease(ctx, s)
-}
-
-// announceAndRelease publishes the session's final result (webhooks),
-// releases its bytes and purges its log. Each step is idempotent.
-func (a *Assembler) announceAndRelease(ctx context.Context, s *session.Session) error {
-	done := &events.ScanDone{DataID: s.DataID, CallbackURL: s.Meta.CallbackURL, SanitizedURL: s.Meta.SanitizedURL}
-	if err := a.b.PublishScanDone(ctx, done); err != nil {
-		return err
-	}
-	if err := a.blobs.Delete(ctx, s.DataID); err != nil {
-		return err
-	}
-	return a.b.PurgeUpload(ctx, s.Partition, s.DataID)
-}
-
 // rebuild replays a session's log up to (not including) seq, for a
-// session this assembler has never seen or whose state it lost.
+// session this assembler has never seen, lost, or holds a stale copy of.
 func (a *Assembler) rebuild(ctx context.Context, p int, dataID string, seq uint64) (*state, error) {
 	oc, err := a.b.JS.OrderedConsumer(ctx, events.StreamUploads, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{events.UploadSubject(p, dataID)},
@@ -460,9 +554,10 @@ func (a *Assembler) rebuild(ctx context.Context, p int, dataID string, seq uint6
 		}
 		var ev events.UploadEvent
 		if json.Unmarshal(msg.Data(), &ev) == nil {
-			st = apply(st, &ev, p)
+			st = apply(st, &ev, p, md.Sequence.Stream)
 			if st != nil {
 				st.LastSeq = md.Sequence.Stream
+				st.Session.Seq = md.Sequence.Stream
 			}
 		}
 	}
@@ -471,7 +566,6 @@ func (a *Assembler) rebuild(ctx context.Context, p int, dataID string, seq uint6
 	}
 	return st, nil
 }
-
 func (a *Assembler) load(dataID string) (*state, error) {
 	var st *state
 	err := a.db.View(func(tx *bolt.Tx) error {
@@ -499,23 +593,4 @@ func (a *Assembler) save(st *state) error {
 		}
 		return b.Put([]byte(st.Session.DataID), v)
 	})
-}
-
-// keepAlive tells JetStream the event is still being worked on (hashing a
-// large part takes a while), so it is not redelivered meanwhile.
-func keepAlive(msg jetstream.Msg) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(bus.AssemblerAckWait / 4)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				_ = msg.InProgress()
-			case <-done:
-				return
-			}
-		}
-	}()
-	return func() { close(done) }
 }

@@ -30,7 +30,7 @@ func TestCancelQueuedFile(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	n, err := node.Start(context.Background(), cfg, []node.Role{node.Ingest, node.Notifier}, "test", testLog{t}) // no scanner yet
+	n, err := node.Start(context.Background(), cfg, []node.Role{node.Ingest, node.Assembler, node.Notifier}, "test", testLog{t}) // no scanner yet
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func startWithEngine(t *testing.T, eng engines.Engine) *node.Node {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	n, err := node.Start(context.Background(), cfg, []node.Role{node.Ingest, node.Notifier}, "test", testLog{t})
+	n, err := node.Start(context.Background(), cfg, []node.Role{node.Ingest, node.Assembler, node.Notifier}, "test", testLog{t})
 	if err != nil {
 		t.Fatal(err)
 	}

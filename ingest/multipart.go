@@ -2,10 +2,13 @@ package ingest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -17,14 +20,12 @@ import (
 	"github.com/scangate/scangate/pkg/events"
 	"github.com/scangate/scangate/pkg/ids"
 	"github.com/scangate/scangate/pkg/rangeset"
-	"github.com/scangate/scangate/pkg/result"
 	"github.com/scangate/scangate/pkg/session"
 )
 
-// expiryGrace is how long after a session's deadline its expire event
-// fires. Ingest refuses parts from the deadline on; the grace covers a part
-// that passed that check a moment before and is still being written.
-const expiryGrace = 5 * time.Second
+// viewWait bounds how long a request waits for the assembler to apply its
+// event to the session view (open, abort, a sequential chunk).
+const viewWait = 15 * time.Second
 
 // errAborted is the cause of a part cut off by DELETE /file/multipart/{id}.
 var errAborted = errors.New("upload session aborted")
@@ -78,37 +79,34 @@ func (s *Server) listenAborts() error {
 	return err
 }
 
-// openSession creates an upload session: the shared view, the 256
-// "Multipart Uploading" result, the open event for the assembler and the
-// scheduled expiry. Shared by POST /file/multipart and the first chunk of a
-// sequential upload.
+// openSession opens an upload session: the open event goes to the
+// assembler, the session's only writer, and the answer waits until its view
+// exists, so the client's first part (to any node) finds it. Shared by POST
+// /file/multipart and the first chunk of a sequential upload.
 func (s *Server) openSession(ctx context.Context, total int64, meta events.FileMeta, chunked bool, ttl time.Duration) (*session.Session, error) {
 	id := ids.New()
 	now := time.Now()
-	sess := &session.Session{DataID: id, Status: session.Uploading, TotalLength: total, CreatedAt: now,
-		ExpiresAt: now.Add(ttl), Partition: events.Partition(id, s.b.Opts.Partitions), Meta: meta, Chunked: chunked}
+	p := events.Partition(id, s.b.Opts.Partitions)
 	log := s.log.With().Str("data_id", id).Logger()
-	fail := func(err error) (*session.Session, error) {
-		_ = s.b.Sessions.Delete(context.Background(), id)
-		_ = s.b.Results.Delete(context.Background(), id)
+	open := &events.UploadEvent{Kind: events.UploadOpen, DataID: id, Total: total, Meta: &meta,
+		CreatedAt: now, ExpiresAt: now.Add(ttl), Chunked: chunked}
+	if _, err := s.b.PublishUpload(ctx, p, open, "open-"+id); err != nil {
 		return nil, s.queueError(err, log)
 	}
-	if _, err := s.sessions.Put(ctx, sess, 0); err != nil {
-		return fail(err)
-	}
-	if _, err := s.results.Put(ctx, result.New(id, total, events.Hashes{}, meta, now, result.MultipartUploading), 0); err != nil {
-		return fail(err)
-	}
-	open := &events.UploadEvent{Kind: events.UploadOpen, DataID: id, Total: total, Meta: &meta,
-		CreatedAt: now, ExpiresAt: sess.ExpiresAt, Chunked: chunked}
-	if err := s.b.PublishUpload(ctx, sess.Partition, open, "open-"+id); err != nil {
-		return fail(err)
-	}
-	if err := s.b.ScheduleExpiry(ctx, sess.Partition, id, sess.ExpiresAt.Add(expiryGrace)); err != nil {
-		return fail(err)
+	sess, err := s.waitView(ctx, id, func(*session.Session) bool { return true })
+	if err != nil {
+		log.Error().Err(err).Msg("upload session not opened in time; is an assembler running?")
+		return nil, apiError(fiber.StatusServiceUnavailable, "Failed to request scan. Try again later.")
 	}
 	log.Info().Int64("total", total).Bool("chunked", chunked).Time("expires_at", sess.ExpiresAt).Msg("upload session opened")
 	return sess, nil
+}
+
+// waitView waits (bounded by viewWait) for the session view to satisfy cond.
+func (s *Server) waitView(ctx context.Context, id string, cond func(*session.Session) bool) (*session.Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, viewWait)
+	defer cancel()
+	return s.sessions.Wait(ctx, id, cond)
 }
 
 // postMultipart is POST /file/multipart: open a session for parts.
@@ -129,6 +127,9 @@ func (s *Server) postMultipart(c *fiber.Ctx) error {
 		return apiError(fiber.StatusRequestEntityTooLarge, "File is too large for this rule.")
 	}
 	if err := s.checkDisk(total); err != nil {
+		return err
+	}
+	if err := s.admit(c); err != nil {
 		return err
 	}
 	sess, err := s.openSession(c.UserContext(), total, meta, false, wf.Multipart.TTL)
@@ -158,49 +159,55 @@ func (s *Server) getMultipart(c *fiber.Ctx) error {
 	return c.JSON(sess.View())
 }
 
-// deleteMultipart is DELETE /file/multipart/{data_id}: abort. The shared
-// view says "cancelled" before the answer, so every node refuses further
-// parts; the broadcast cuts off parts still streaming in anywhere; the
-// assembler releases the bytes and writes verdict 19.
+// deleteMultipart is DELETE /file/multipart/{data_id}: abort. The abort
+// event goes to the assembler; once it is durable, every node is told to
+// cut off parts still streaming in; the answer reports how the session
+// ended, as the assembler decided it (an abort that lost the race to the
+// last part is a 409).
 func (s *Server) deleteMultipart(c *fiber.Ctx) error {
 	id := c.Params("id")
 	if !ids.Valid(id) {
 		return errSessionNotFound
 	}
 	ctx := c.UserContext()
-	var answer error
-	sess, err := s.sessions.Update(ctx, id, func(sess *session.Session) (bool, error) {
-		switch {
-		case sess.Status == session.Complete:
-			answer = apiError(fiber.StatusConflict, "Multipart uploading session already completed.")
-		case sess.Status == session.TimedOut || sess.Status == session.Uploading && !time.Now().Before(sess.ExpiresAt):
-			answer = errSessionTimedOut
-		case sess.Status == session.Cancelled:
-			// Repeated abort: same answer, and the events below again
-			// (idempotent) in case the first request died half-way.
-		default:
-			sess.Status = session.Cancelled
-			return true, nil
-		}
-		return false, nil
-	})
+	sess, _, err := s.sessions.Get(ctx, id)
 	if errors.Is(err, session.ErrNotFound) {
 		return errSessionNotFound
 	}
 	if err != nil {
 		return err
 	}
-	if answer != nil {
-		return answer
+	if err := abortAnswer(sess); err != nil || sess.Status == session.Cancelled {
+		return err
+	}
+	if _, err := s.b.PublishUpload(ctx, sess.Partition, &events.UploadEvent{Kind: events.UploadAbort, DataID: id}, "abort-"+id); err != nil {
+		return s.queueError(err, s.log.With().Str("data_id", id).Logger())
 	}
 	if err := s.b.NC.Publish(events.AbortSubject(id), nil); err != nil {
 		s.log.Warn().Err(err).Str("data_id", id).Msg("abort broadcast failed; parts in flight finish and are refused")
 	}
-	if err := s.b.PublishUpload(ctx, sess.Partition, &events.UploadEvent{Kind: events.UploadAbort, DataID: id}, "abort-"+id); err != nil {
+	ended, err := s.waitView(ctx, id, func(v *session.Session) bool { return v.Status != session.Uploading })
+	if err != nil {
+		// The abort is in the session's log and will be applied.
+		s.log.Warn().Err(err).Str("data_id", id).Msg("abort not applied in time; answering from the log")
+	} else if err := abortAnswer(ended); err != nil {
 		return err
 	}
 	s.log.Info().Str("data_id", id).Msg("upload session aborted")
 	return c.JSON(map[string]string{id: "cancelled"})
+}
+
+// abortAnswer is the error an abort of sess gets, nil when it may proceed
+// (or, for a cancelled session, already has: a repeated abort is answered
+// like the first).
+func abortAnswer(sess *session.Session) error {
+	switch {
+	case sess.Status == session.Complete:
+		return apiError(fiber.StatusConflict, "Multipart uploading session already completed.")
+	case sess.Status == session.TimedOut || sess.Status == session.Uploading && !time.Now().Before(sess.ExpiresAt):
+		return errSessionTimedOut
+	}
+	return nil
 }
 
 // postPart is POST /file/multipart/{data_id}: one part, at the offset its
@@ -245,6 +252,9 @@ func (s *Server) postPart(c *fiber.Ctx) error {
 	if sess.Chunked {
 		return apiError(fiber.StatusBadRequest, "This session takes sequential chunks (POST /file with X-File-ID).")
 	}
+	if err := s.checkPartLimits(sess, off, n); err != nil {
+		return err
+	}
 	if err := s.checkDisk(n); err != nil {
 		return err
 	}
@@ -252,6 +262,25 @@ func (s *Server) postPart(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(partAnswer(sess, &rangeset.Range{Off: off, Len: n}))
+}
+
+// checkPartLimits refuses parts that would make a session cost more than
+// it should: tiny parts (one event each) and ranges so scattered that the
+// session's view grows without bound. Both are checked against the view
+// as this node sees it; parts racing in on other nodes can pass it by at
+// most their number.
+func (s *Server) checkPartLimits(sess *session.Session, off, n int64) error {
+	if min := s.opts.MinPartSize; n < min && off+n != sess.TotalLength {
+		return apiError(fiber.StatusBadRequest, fmt.Sprintf("Part is smaller than the minimum part size (%d bytes); only the last part of a file may be smaller.", min))
+	}
+	if max := s.opts.MaxRanges; max > 0 {
+		set := sess.Ranges.Clone()
+		set.Add(off, n)
+		if set.Len() > max {
+			return apiError(fiber.StatusBadRequest, fmt.Sprintf("Too many separate ranges in this session (at most %d); send the missing ranges first.", max))
+		}
+	}
+	return nil
 }
 
 // refuseClosed answers parts for sessions that no longer take them.
@@ -265,15 +294,34 @@ func refuseClosed(sess *session.Session) error {
 	return nil
 }
 
-// storePart streams the body into the blob at off, then checks the session
-// was not aborted meanwhile, then publishes the part event.
+// storePart streams the body into the file at off, then publishes the
+// part event (with the part's sha256, so the assembler can tell a retry
+// from a rewrite).
 func (s *Server) storePart(c *fiber.Ctx, sess *session.Session, off, n int64) error {
+	log := s.log.With().Str("data_id", sess.DataID).Int64("off", off).Int64("len", n).Logger()
+	sum, err := s.receive(c, sess, sess.DataID, off, n, log)
+	if err != nil {
+		return err
+	}
+	part := &events.UploadEvent{Kind: events.UploadPart, DataID: sess.DataID, Off: off, Len: n, Digest: sum}
+	if _, err := s.b.PublishUpload(s.ctx, sess.Partition, part, fmt.Sprintf("part-%s-%d-%d-%s", sess.DataID, off, n, sum)); err != nil {
+		return s.queueError(err, log)
+	}
+	log.Debug().Msg("part stored")
+	return nil
+}
+
+// receive streams the request body (n bytes) into blob key at off. A part
+// being received is cut off by an abort from any node; after the write it
+// checks the session was not ended meanwhile, and releases what it wrote
+// if so. It returns the body's sha256 (hex).
+func (s *Server) receive(c *fiber.Ctx, sess *session.Session, key string, off, n int64, log zerolog.Logger) (string, error) {
 	id := sess.DataID
-	log := s.log.With().Str("data_id", id).Int64("off", off).Int64("len", n).Logger()
 	ctx, cancel := context.WithCancelCause(s.ctx)
 	defer cancel(nil)
 	defer s.parts.add(id, &cancel)()
-	body := s.bodyStream(c)
+	digest := sha256.New()
+	body := io.TeeReader(s.bodyStream(c), digest)
 	// An abort must not wait for a stalled client's next byte.
 	stopCut := context.AfterFunc(ctx, func() {
 		if conn := c.Context().Conn(); conn != nil {
@@ -282,33 +330,37 @@ func (s *Server) storePart(c *fiber.Ctx, sess *session.Session, off, n int64) er
 	})
 	defer stopCut()
 
-	err := s.blobs.WriteAt(ctx, id, off, body, n)
+	err := s.blobs.WriteAt(ctx, key, off, body, n)
 	if errors.Is(context.Cause(ctx), errAborted) {
 		log.Info().Msg("part cut off by abort")
-		return errSessionCancelled
+		if key != id {
+			s.discard(key)
+		}
+		return "", errSessionCancelled
 	}
 	if err != nil {
+		if key != id {
+			s.discard(key)
+		}
 		if errors.Is(err, io.ErrUnexpectedEOF) || isNetErr(err) {
 			log.Info().Err(err).Msg("part cut short; send it again")
-			return apiError(fiber.StatusBadRequest, "Request body is shorter than Content-Length.")
+			return "", apiError(fiber.StatusBadRequest, "Request body is shorter than Content-Length.")
 		}
 		log.Error().Err(err).Msg("storing part failed")
-		return apiError(fiber.StatusInternalServerError, "Failed to upload - could not store the part.")
+		return "", apiError(fiber.StatusInternalServerError, "Failed to upload - could not store the part.")
 	}
-	// The abort may have landed on another node while we wrote: look again,
-	// and release what we wrote if so (the assembler may already have).
+	// The abort may have been applied while we wrote: look again, and
+	// release what we wrote if so (the assembler may already have).
 	if cur, _, err := s.sessions.Get(s.ctx, id); err == nil {
 		if cur.Status == session.Cancelled || cur.Status == session.TimedOut {
-			_ = s.blobs.Delete(context.Background(), id)
-			return refuseClosed(cur)
+			s.discard(key)
+			if key != id {
+				s.discard(id)
+			}
+			return "", refuseClosed(cur)
 		}
 	}
-	part := &events.UploadEvent{Kind: events.UploadPart, DataID: id, Off: off, Len: n}
-	if err := s.b.PublishUpload(s.ctx, sess.Partition, part, fmt.Sprintf("part-%s-%d-%d", id, off, n)); err != nil {
-		return s.queueError(err, log)
-	}
-	log.Debug().Msg("part stored")
-	return nil
+	return hex.EncodeToString(digest.Sum(nil)), nil
 }
 
 // partAnswer is the 200 body for a part: progress as this node sees it —
@@ -326,13 +378,16 @@ func partAnswer(sess *session.Session, part *rangeset.Range) fiber.Map {
 }
 
 // postChunk handles the sequential-chunk protocol on POST /file: the first
-// chunk declares X-File-Size and opens a session; later chunks name it
-// with X-File-ID and are appended in arrival order (each request reserves
-// its offset with compare-and-set, so concurrent chunks never overlap).
+// chunk declares X-File-Size and opens a session; later chunks name it with
+// X-File-ID and are appended in arrival order. A chunk's bytes are staged
+// in a blob of their own; only once they are all stored does its event ask
+// the assembler to append them, at the offset the assembler decides. So a
+// chunk cut off mid-body leaves no trace (its retry simply works), and
+// chunks sent at once on several nodes never overlap. Each chunk is
+// answered once the assembler has applied it.
 func (s *Server) postChunk(c *fiber.Ctx, size int64, declared int64, fileID string) error {
 	ctx := c.UserContext()
 	var sess *session.Session
-	var off int64
 	if fileID == "" {
 		if size > declared {
 			return apiError(fiber.StatusBadRequest, "File size exceeded the declared X-File-Size.")
@@ -348,6 +403,9 @@ func (s *Server) postChunk(c *fiber.Ctx, size int64, declared int64, fileID stri
 		if err := s.checkDisk(declared); err != nil {
 			return err
 		}
+		if err := s.admit(c); err != nil {
+			return err
+		}
 		ttl := wf.Multipart.TTL
 		if ttl <= 0 {
 			ttl = time.Hour
@@ -355,68 +413,65 @@ func (s *Server) postChunk(c *fiber.Ctx, size int64, declared int64, fileID stri
 		if sess, err = s.openSession(ctx, declared, meta, true, ttl); err != nil {
 			return err
 		}
-		if _, err := s.sessions.Update(ctx, sess.DataID, func(cur *session.Session) (bool, error) {
-			cur.Reserved = max(cur.Reserved, size)
-			return true, nil
-		}); err != nil {
-			return err
-		}
 	} else {
 		if !ids.Valid(fileID) {
 			return apiError(fiber.StatusBadRequest, "Invalid X-File-ID header.")
 		}
-		var answer error
-		cur, err := s.sessions.Update(ctx, fileID, func(cur *session.Session) (bool, error) {
-			answer = refuseClosed(cur)
-			switch {
-			case answer != nil:
-			case !cur.Chunked:
-				answer = apiError(fiber.StatusBadRequest, "Invalid X-File-ID header.")
-			case cur.Status == session.Complete || cur.Reserved+size > cur.TotalLength:
-				answer = apiError(fiber.StatusBadRequest, "File size exceeded the declared X-File-Size.")
-			default:
-				off = cur.Reserved
-				cur.Reserved += size
-				return true, nil
-			}
-			return false, nil
-		})
+		cur, _, err := s.sessions.Get(ctx, fileID)
 		if errors.Is(err, session.ErrNotFound) {
 			return apiError(fiber.StatusBadRequest, "Invalid X-File-ID header.")
 		}
 		if err != nil {
 			return err
 		}
-		if answer != nil {
-			return answer
+		if err := refuseClosed(cur); err != nil {
+			return err
+		}
+		if !cur.Chunked {
+			return apiError(fiber.StatusBadRequest, "Invalid X-File-ID header.")
+		}
+		if cur.Status == session.Complete || cur.ReceivedLength+size > cur.TotalLength {
+			return apiError(fiber.StatusBadRequest, "File size exceeded the declared X-File-Size.")
 		}
 		sess = cur
 	}
-	if err := s.storePart(c, sess, off, size); err != nil {
+	if min := s.opts.MinPartSize; size < min && sess.ReceivedLength+size < sess.TotalLength {
+		return apiError(fiber.StatusBadRequest, fmt.Sprintf("Chunk is smaller than the minimum part size (%d bytes); only the last chunk of a file may be smaller.", min))
+	}
+	if err := s.checkDisk(2 * size); err != nil { // staged, then appended
 		return err
 	}
-	if off+size < sess.TotalLength {
+	log := s.log.With().Str("data_id", sess.DataID).Int64("len", size).Logger()
+	staged := sess.DataID + ".c" + ids.New()[:15]
+	if _, err := s.receive(c, sess, staged, 0, size, log); err != nil {
+		return err
+	}
+	ev := &events.UploadEvent{Kind: events.UploadChunk, DataID: sess.DataID, Len: size, Staged: staged}
+	seq, err := s.b.PublishUpload(s.ctx, sess.Partition, ev, "chunk-"+staged)
+	if err != nil {
+		s.discard(staged)
+		return s.queueError(err, log)
+	}
+	applied, err := s.waitView(ctx, sess.DataID, func(v *session.Session) bool {
+		return v.Seq >= seq || v.Status != session.Uploading
+	})
+	if err != nil {
+		log.Error().Err(err).Msg("chunk not applied in time; is an assembler running?")
+		return apiError(fiber.StatusServiceUnavailable, "Failed to request scan. Try again later.")
+	}
+	if slices.Contains(applied.Refused, seq) {
+		return apiError(fiber.StatusBadRequest, "File size exceeded the declared X-File-Size.")
+	}
+	if err := refuseClosed(applied); err != nil {
+		return err
+	}
+	if applied.Status != session.Complete {
 		return c.JSON(fiber.Map{"data_id": sess.DataID})
 	}
 	// The last chunk: answer with the data_id the file ends up under — an
 	// earlier scan of the same bytes under the same workflow, if any.
-	return c.JSON(fiber.Map{"data_id": s.awaitCompletion(ctx, sess.DataID, s.log.With().Str("data_id", sess.DataID).Logger())})
-}
-
-// awaitCompletion waits (bounded) for the assembler to finish a chunked
-// session and returns the id its result lives under.
-func (s *Server) awaitCompletion(ctx context.Context, id string, log zerolog.Logger) string {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		sess, _, err := s.sessions.Get(ctx, id)
-		if err == nil && sess.Status != session.Uploading {
-			if sess.DuplicateOf != "" {
-				return sess.DuplicateOf
-			}
-			return id
-		}
-		time.Sleep(10 * time.Millisecond)
+	if applied.DuplicateOf != "" {
+		return c.JSON(fiber.Map{"data_id": applied.DuplicateOf})
 	}
-	log.Warn().Msg("chunked upload not assembled within 30s; answering with its own id")
-	return id
+	return c.JSON(fiber.Map{"data_id": sess.DataID})
 }

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/events"
 	"github.com/scangate/scangate/pkg/hashing"
 	"github.com/scangate/scangate/pkg/ids"
@@ -35,9 +37,17 @@ func (s *Server) getFile(c *fiber.Ctx) error {
 }
 
 func (s *Server) sendResult(c *fiber.Ctx, dataID, lookupKey string) error {
-	raw, err := s.results.GetRaw(c.UserContext(), dataID)
+	ctx := c.UserContext()
+	raw, err := s.results.GetRaw(ctx, dataID)
 	if errors.Is(err, result.ErrNotFound) {
-		return notFound(c, lookupKey)
+		rec, err := s.pending(ctx, dataID)
+		if errors.Is(err, result.ErrNotFound) {
+			return notFound(c, lookupKey)
+		}
+		if err != nil {
+			return err
+		}
+		return c.JSON(rec.Result)
 	}
 	if err != nil {
 		return err
@@ -46,11 +56,49 @@ func (s *Server) sendResult(c *fiber.Ctx, dataID, lookupKey string) error {
 	if err != nil {
 		return err
 	}
-	if bytes.Contains(body, []byte(`"extracted_files"`)) {
+	// Only the result's own top-level field says it is an archive; the
+	// client's metadata is data, never a signal (it may hold any key).
+	var top struct {
+		ExtractedFiles json.RawMessage `json:"extracted_files"`
+	}
+	if err := json.Unmarshal(body, &top); err != nil {
+		return err
+	}
+	if len(top.ExtractedFiles) > 0 && !bytes.Equal(top.ExtractedFiles, []byte("null")) {
 		return s.sendArchiveResult(c, body)
 	}
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 	return c.Send(body)
+}
+
+// lookup returns a file's record: the recorder's, or the one its first
+// result event makes while the recorder has yet to apply it (a client
+// polling right after its upload was accepted).
+func (s *Server) lookup(ctx context.Context, dataID string) (*result.Record, error) {
+	rec, _, err := s.results.Get(ctx, dataID)
+	if errors.Is(err, result.ErrNotFound) {
+		return s.pending(ctx, dataID)
+	}
+	return rec, err
+}
+
+// pending is the record of a file the recorder has not written yet, made
+// from the oldest event in its log. The recorder purges a file's log only
+// after writing its record, so a miss in both means unknown — after one
+// more look at the record, which may have been written in between.
+func (s *Server) pending(ctx context.Context, dataID string) (*result.Record, error) {
+	ev, err := s.b.FirstResultEvent(ctx, dataID)
+	if errors.Is(err, bus.ErrNoEvent) {
+		rec, _, err := s.results.Get(ctx, dataID)
+		return rec, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rec := result.Apply(nil, ev); rec != nil {
+		return rec, nil
+	}
+	return nil, result.ErrNotFound
 }
 
 // sendArchiveResult fills extracted_files.files_in_archive with the page
@@ -61,6 +109,9 @@ func (s *Server) sendArchiveResult(c *fiber.Ctx, body []byte) error {
 		return err
 	}
 	ef := res.ExtractedFiles
+	if ef == nil {
+		return c.JSON(res)
+	}
 	first, size := c.QueryInt("first", 0), c.QueryInt("size", 50)
 	if first < 0 || size < 0 {
 		return apiError(fiber.StatusBadRequest, "first and size must not be negative.")
@@ -162,48 +213,55 @@ func (s *Server) getHash(c *fiber.Ctx) error {
 	return s.sendResult(c, string(e.Value()), h)
 }
 
-// cancelFile is POST /file/{data_id}/cancel. The final record (verdict 19)
-// is written first with compare-and-set, so a scanner finishing at the same
-// moment cannot overwrite it; then running scans are told to stop and the
-// result is announced like any other (webhooks fire).
+// cancelFile is POST /file/{data_id}/cancel. The cancel is a result event:
+// once it is durable, scanners are told to stop, and the answer reports
+// what the recorder decided — a verdict that reached the log first wins
+// (409), exactly as every reader of the result will see it. A file still
+// uploading is aborted like DELETE /file/multipart/{data_id}.
 func (s *Server) cancelFile(c *fiber.Ctx) error {
 	id := c.Params("id")
 	if !ids.Valid(id) {
 		return apiError(fiber.StatusNotFound, "Not found")
 	}
 	ctx := c.UserContext()
-	for {
-		rec, rev, err := s.results.Get(ctx, id)
-		if errors.Is(err, result.ErrNotFound) {
-			return apiError(fiber.StatusNotFound, "Not found")
-		}
-		if err != nil {
-			return err
-		}
-		if rec.Final() {
-			if rec.Result.ScanResults.ScanAllResultI == result.Cancelled {
-				return c.JSON(map[string]string{id: "cancelled"}) // repeated cancel: same answer
-			}
-			return apiError(fiber.StatusConflict, "Scan already finished.")
-		}
-		rec.Cancel(time.Now())
-		if _, err := s.results.Put(ctx, rec, rev); errors.Is(err, result.ErrConflict) {
-			continue // the scanner moved it on; look again
-		} else if err != nil {
-			return err
-		}
-		if err := s.b.NC.Publish(events.CancelSubject(id), nil); err != nil {
-			s.log.Warn().Err(err).Str("data_id", id).Msg("cancel broadcast failed; the scanner notices at its next heartbeat")
-		}
-		done := &events.ScanDone{DataID: id, CallbackURL: rec.Meta.CallbackURL, SanitizedURL: rec.Meta.SanitizedURL}
-		if err := s.b.PublishScanDone(ctx, done); err != nil {
-			// The scanner re-announces final results it finds on redelivery,
-			// so the webhook still goes out.
-			s.log.Warn().Err(err).Str("data_id", id).Msg("announcing cancel failed")
-		}
-		s.log.Info().Str("data_id", id).Msg("scan cancelled")
+	rec, err := s.lookup(ctx, id)
+	if errors.Is(err, result.ErrNotFound) {
+		return apiError(fiber.StatusNotFound, "Not found")
+	}
+	if err != nil {
+		return err
+	}
+	if rec.Final() {
+		return cancelAnswer(c, id, rec)
+	}
+	if rec.Result.ScanResults.ScanAllResultI == result.MultipartUploading {
+		return s.deleteMultipart(c)
+	}
+	ev := &result.Event{Kind: result.EventClosed, DataID: id, Code: result.Cancelled, At: time.Now()}
+	if err := s.b.PublishResult(ctx, ev, "cancel-"+id); err != nil {
+		return s.queueError(err, s.log.With().Str("data_id", id).Logger())
+	}
+	if err := s.b.NC.Publish(events.CancelSubject(id), nil); err != nil {
+		s.log.Warn().Err(err).Str("data_id", id).Msg("cancel broadcast failed; a running scan finishes and its verdict is ignored")
+	}
+	wctx, cancel := context.WithTimeout(ctx, viewWait)
+	defer cancel()
+	final, err := s.results.Wait(wctx, id, (*result.Record).Final)
+	if err != nil {
+		// The cancel is in the file's log and will be applied in order.
+		s.log.Warn().Err(err).Str("data_id", id).Msg("cancel not recorded in time; answering from the log")
 		return c.JSON(map[string]string{id: "cancelled"})
 	}
+	s.log.Info().Str("data_id", id).Int("verdict", final.Result.ScanResults.ScanAllResultI).Msg("cancel requested")
+	return cancelAnswer(c, id, final)
+}
+
+// cancelAnswer answers a cancel of a file whose result is final.
+func cancelAnswer(c *fiber.Ctx, id string, rec *result.Record) error {
+	if rec.Result.ScanResults.ScanAllResultI == result.Cancelled {
+		return c.JSON(map[string]string{id: "cancelled"}) // a repeated cancel gets the same answer
+	}
+	return apiError(fiber.StatusConflict, "Scan already finished.")
 }
 
 // getWebhook is GET /file/webhook/{data_id}: the callback delivery state.
@@ -219,7 +277,7 @@ func (s *Server) getWebhook(c *fiber.Ctx) error {
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return err
 	}
-	rec, _, err := s.results.Get(ctx, id)
+	rec, err := s.lookup(ctx, id)
 	if errors.Is(err, result.ErrNotFound) || (err == nil && rec.Meta.CallbackURL == "") {
 		return apiError(fiber.StatusNotFound, "No callback url set.")
 	}

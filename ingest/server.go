@@ -29,6 +29,15 @@ type Options struct {
 	DiskReserve           int64 // refuse uploads that would leave less free disk than this
 	AllowPrivateCallbacks bool  // accept callback URLs that point at private addresses
 	Version               string
+	// MaxQueued: uploads are refused (503) while this many files wait for
+	// a scanner. 0: no limit.
+	MaxQueued int64
+	// MinPartSize: a multipart part (or chunk) smaller than this is refused
+	// unless it ends the file. Tiny parts cost one event each.
+	MinPartSize int64
+	// MaxRanges caps the separate byte ranges a session may hold, so its
+	// view stays small.
+	MaxRanges int
 	// IdleTimeout cuts off a client that sends nothing for this long,
 	// mid-body or between requests. Uploads of any length are fine as long
 	// as bytes keep coming.
@@ -48,6 +57,7 @@ type Server struct {
 	conns    connTracker
 	sessions session.Store
 	parts    inflight // parts being received, for abort cut-off
+	queue    queueDepth
 }
 
 // New builds the API. Serve starts answering.

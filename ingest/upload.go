@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/scangate/scangate/pkg/blob"
@@ -59,6 +58,9 @@ func (s *Server) postFile(c *fiber.Ctx) error {
 	if err := s.checkDisk(size); err != nil {
 		return err
 	}
+	if err := s.admit(c); err != nil {
+		return err
+	}
 
 	dataID := ids.New()
 	log := s.log.With().Str("data_id", dataID).Logger()
@@ -76,19 +78,16 @@ func (s *Server) postFile(c *fiber.Ctx) error {
 		return apiError(fiber.StatusInternalServerError, "Failed to upload - could not store the file.")
 	}
 
-	ev := &events.FileComplete{DataID: dataID, Size: size, Hashes: h.Sums(), Meta: meta,
+	fc := &events.FileComplete{DataID: dataID, Size: size, Hashes: h.Sums(), Meta: meta,
 		Priority: events.PriorityNormal, UploadedAt: uploadedAt}
-	if err := s.b.PublishFileComplete(s.ctx, ev); err != nil {
+	// One durable event makes the file accepted: the recorder writes its
+	// 255 record from it and queues it for the scanners.
+	ev := &result.Event{Kind: result.EventQueued, DataID: dataID, File: fc}
+	if err := s.b.PublishResult(s.ctx, ev, "queued-"+dataID); err != nil {
 		s.discard(dataID)
 		return s.queueError(err, log)
 	}
-	// The queued record lets GET /file/{id} answer "In Progress" at once. A
-	// fast scanner may already have written its own: that one wins.
-	rec := result.New(dataID, size, ev.Hashes, meta, uploadedAt, result.InProgress)
-	if _, err := s.results.Put(s.ctx, rec, 0); err != nil && !errors.Is(err, result.ErrConflict) {
-		log.Warn().Err(err).Msg("writing queued result failed; the scanner will write it")
-	}
-	log.Info().Int64("size", size).Str("workflow", meta.Workflow).Str("sha256", ev.Hashes.SHA256).Msg("file accepted")
+	log.Info().Int64("size", size).Str("workflow", meta.Workflow).Str("sha256", fc.Hashes.SHA256).Msg("file accepted")
 	return c.JSON(fiber.Map{"data_id": dataID})
 }
 
@@ -137,29 +136,12 @@ func (s *Server) checkDisk(size int64) error {
 	return nil
 }
 
-// queueError maps a failed publish (file-complete, upload event) to
-// API.md's answers: a full queue is the client's cue to back off; anything
-// else is ours.
+// queueError maps a failed publish (a result or upload event) to API.md's
+// answer: the client may try again; the cause is ours and logged.
 func (s *Server) queueError(err error, log zerolog.Logger) error {
-	if isQueueFull(err) {
-		log.Warn().Msg("scan queue full; upload refused")
-		return apiError(fiber.StatusServiceUnavailable, "Server is too busy. Try again later.")
-	}
 	log.Error().Err(err).Msg("publishing to JetStream failed")
 	return apiError(fiber.StatusServiceUnavailable, "Failed to request scan. Try again later.")
 }
-
-// isQueueFull recognises JetStream refusing a publish because the FILES
-// stream holds limits.max_queued messages (discard-new policy).
-func isQueueFull(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeStreamStoreFailed &&
-		strings.Contains(apiErr.Description, "maximum")
-}
-
-// jsErrCodeStreamStoreFailed is nats-server's JSStreamStoreFailedF, which
-// nats.go does not name.
-const jsErrCodeStreamStoreFailed jetstream.ErrorCode = 10077
 
 // bodyStream returns the request body as a reader that fills whole
 // buffers (so hashing and disk writes work on large chunks) and gives up on

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -122,8 +123,12 @@ func (s *Scanner) work(ctx context.Context, cons jetstream.Consumer) {
 	}
 }
 
-// handle processes one delivery. It is idempotent: a file whose final
-// result already exists is only announced again (deduplicated) and acked.
+// handle processes one delivery. It is idempotent: a file whose result is
+// already final (cancelled while queued, or finished by an earlier
+// delivery whose ack was lost) is only acknowledged.
+//
+// The scanner never writes a result record: it publishes result events
+// (progress, its verdict) that the recorder applies in order.
 func (s *Scanner) handle(ctx context.Context, msg jetstream.Msg) {
 	var fc events.FileComplete
 	if err := json.Unmarshal(msg.Data(), &fc); err != nil {
@@ -133,35 +138,40 @@ func (s *Scanner) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	log := s.log.With().Str("data_id", fc.DataID).Logger()
 	md, _ := msg.Metadata()
+	rec := result.New(fc.DataID, fc.Size, fc.Hashes, fc.Meta, fc.UploadedAt, result.InProgress)
+	start := time.Now()
+	defer func() {
+		// A panic anywhere in the workflow fails this file, not the process.
+		if v := recover(); v != nil {
+			log.Error().Any("panic", v).Str("stack", string(debug.Stack())).Msg("scan panicked; the file gets a Failed verdict")
+			failed := result.New(fc.DataID, fc.Size, fc.Hashes, fc.Meta, fc.UploadedAt, result.InProgress)
+			failed.Finish(result.Failed, []string{"internal error during the scan"}, start, time.Now())
+			s.commit(ctx, msg, failed, log)
+		}
+	}()
 
-	rec, rev, err := s.results.Get(ctx, fc.DataID)
+	cur, _, err := s.results.Get(ctx, fc.DataID)
 	switch {
 	case errors.Is(err, result.ErrNotFound):
-		rec = result.New(fc.DataID, fc.Size, fc.Hashes, fc.Meta, fc.UploadedAt, result.InProgress)
 	case err != nil:
 		log.Error().Err(err).Msg("reading result failed; will retry")
 		_ = msg.NakWithDelay(time.Second)
 		return
-	}
-	if rec.Final() {
-		s.finish(ctx, msg, rec, log)
+	case cur.Final():
+		log.Debug().Int("verdict", cur.Result.ScanResults.ScanAllResultI).Msg("result already final; nothing to scan")
+		_ = msg.Ack()
 		return
 	}
 
-	start := time.Now()
-	if md != nil && md.NumDelivered >= bus.ScanMaxDeliver {
+	if md != nil && md.NumDelivered > bus.ScanMaxAttempts {
 		// Every earlier attempt died mid-scan (a crash, a hung engine): the
 		// file gets a Failed verdict rather than another try.
 		log.Error().Uint64("deliveries", md.NumDelivered).Msg("scan failed on every attempt; giving up")
 		rec.Finish(result.Failed, []string{"scan did not complete after repeated attempts"}, start, time.Now())
-		s.commit(ctx, msg, rec, rev, log)
+		s.commit(ctx, msg, rec, log)
 		return
 	}
 
-	// No write at scan start: the queued record already says 255 In
-	// Progress, and every write costs an fsync. The final write names the
-	// revision read here, so a cancel that lands meanwhile still wins;
-	// heartbeats report progress on long scans.
 	rec.Result.ScanResults.StartTime = result.FormatTime(start)
 	rec.Result.ProcessInfo.QueueTime = max(0, start.Sub(fc.UploadedAt).Milliseconds())
 
@@ -175,7 +185,7 @@ func (s *Scanner) handle(ctx context.Context, msg jetstream.Msg) {
 	}()
 
 	var read atomic.Int64
-	hb := s.heartbeat(scanCtx, stop, msg, rec, &rev, fc.Size, &read, log)
+	hb := s.heartbeat(scanCtx, msg, fc.DataID, start, fc.Size, &read, log)
 	log.Debug().Int64("size", fc.Size).Str("workflow", fc.Meta.Workflow).Msg("scan started")
 	err = s.scan(scanCtx, &fc, rec, &read)
 	hb()
@@ -186,8 +196,10 @@ func (s *Scanner) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Nak()
 		return
 	case errors.Is(cause, errCancelled):
+		// The cancel's own result event is in the stream (it is published
+		// before scanners are told), and it is the file's verdict.
 		log.Info().Msg("scan cancelled")
-		_ = msg.Ack() // the canceller wrote the final result
+		_ = msg.Ack()
 		return
 	case errors.Is(scanCtx.Err(), context.DeadlineExceeded):
 		log.Warn().Dur("timeout", s.opts.Timeout).Msg("scan timed out")
@@ -196,54 +208,42 @@ func (s *Scanner) handle(ctx context.Context, msg jetstream.Msg) {
 		log.Error().Err(err).Msg("scan failed")
 		rec.Finish(result.Failed, []string{err.Error()}, start, time.Now())
 	}
-	s.commit(ctx, msg, rec, rev, log)
+	s.commit(ctx, msg, rec, log)
 }
 
-// commit writes the final result (only over the revision this scan
-// started from: a cancel that came first wins), indexes the hashes and
-// announces the result.
-func (s *Scanner) commit(ctx context.Context, msg jetstream.Msg, rec *result.Record, rev uint64, log zerolog.Logger) {
+// commit indexes the file's hashes and publishes its verdict, then
+// acknowledges the work. Publishing is retried here, with the work kept
+// ours, until it lands or the scanner shuts down: a verdict in hand is never
+// given up, and a file never stays at 255 because one publish failed.
+func (s *Scanner) commit(ctx context.Context, msg jetstream.Msg, rec *result.Record, log zerolog.Logger) {
 	// Index first: a client that sees the final result can look it up by
 	// hash at once.
-	if err := s.indexHashes(ctx, rec); err != nil {
-		log.Error().Err(err).Msg("indexing hashes failed; will retry")
-		_ = msg.NakWithDelay(time.Second)
-		return
-	}
-	if _, err := s.results.Put(ctx, rec, rev); err != nil {
-		if errors.Is(err, result.ErrConflict) {
-			log.Info().Msg("result changed during scan (cancelled); keeping the newer one")
-			_ = msg.NakWithDelay(100 * time.Millisecond) // next delivery finds it final and announces it
-			return
+	ev := &result.Event{Kind: result.EventFinal, DataID: rec.Result.DataID, Record: rec}
+	delay := 100 * time.Millisecond
+	for {
+		err := s.indexHashes(ctx, rec)
+		if err == nil {
+			err = s.b.PublishResult(ctx, ev, "final-"+rec.Result.DataID)
 		}
-		log.Error().Err(err).Msg("writing result failed; will retry")
-		_ = msg.NakWithDelay(time.Second)
-		return
-	}
-	s.finish(ctx, msg, rec, log)
-}
-
-// finish indexes and announces a final record and acknowledges the work.
-// Every step is idempotent, so a crash anywhere here is repaired by the
-// redelivery.
-func (s *Scanner) finish(ctx context.Context, msg jetstream.Msg, rec *result.Record, log zerolog.Logger) {
-	if err := s.indexHashes(ctx, rec); err != nil {
-		log.Error().Err(err).Msg("indexing hashes failed; will retry")
-		_ = msg.NakWithDelay(time.Second)
-		return
-	}
-	done := &events.ScanDone{DataID: rec.Result.DataID, CallbackURL: rec.Meta.CallbackURL, SanitizedURL: rec.Meta.SanitizedURL}
-	if err := s.b.PublishScanDone(ctx, done); err != nil {
+		if err == nil {
+			break
+		}
 		if ctx.Err() != nil {
-			_ = msg.Nak() // shutting down: redelivery announces it
+			_ = msg.Nak() // shutting down: the next delivery scans again
 			return
 		}
-		log.Error().Err(err).Msg("announcing result failed; will retry")
-		_ = msg.NakWithDelay(time.Second)
-		return
+		log.Error().Err(err).Dur("retry_in", delay).Msg("publishing the verdict failed; retrying")
+		_ = msg.InProgress()
+		select {
+		case <-ctx.Done():
+			_ = msg.Nak()
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, bus.ScanHeartbeat)
 	}
 	if err := msg.DoubleAck(ctx); err != nil {
-		log.Warn().Err(err).Msg("ack failed; the file will be redelivered and re-announced harmlessly")
+		log.Warn().Err(err).Msg("ack failed; the file will be redelivered and found final")
 	}
 	log.Info().
 		Int("scan_all_result_i", rec.Result.ScanResults.ScanAllResultI).
@@ -254,7 +254,8 @@ func (s *Scanner) finish(ctx context.Context, msg jetstream.Msg, rec *result.Rec
 }
 
 // indexHashes points each of the file's hashes at its data_id: the most
-// recent scan of the same bytes answers GET /hash/{hash}.
+// recent scan of the same bytes answers GET /hash/{hash}. The scanner is
+// the only writer of the hash index.
 func (s *Scanner) indexHashes(ctx context.Context, rec *result.Record) error {
 	fi := rec.Result.FileInfo
 	for algo, h := range map[string]string{"md5": fi.MD5, "sha1": fi.SHA1, "sha256": fi.SHA256, "sha512": fi.SHA512} {
@@ -269,19 +270,16 @@ func (s *Scanner) indexHashes(ctx context.Context, rec *result.Record) error {
 }
 
 // heartbeat keeps the work item ours while a long scan runs (JetStream
-// would otherwise hand it to a peer) and publishes progress. It returns a
-// function that stops it.
-func (s *Scanner) heartbeat(ctx context.Context, cancelScan context.CancelCauseFunc, msg jetstream.Msg,
-	rec *result.Record, rev *uint64, size int64, read *atomic.Int64, log zerolog.Logger) (stop func()) {
+// would otherwise hand it to a peer) and reports progress as result events.
+// It returns a function that stops it.
+func (s *Scanner) heartbeat(ctx context.Context, msg jetstream.Msg, dataID string, started time.Time, size int64,
+	read *atomic.Int64, log zerolog.Logger) (stop func()) {
 	done := make(chan struct{})
-	// A copy taken before the scan starts filling rec in: progress reports
-	// never read what the scan is writing.
-	base := *rec
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(bus.ScanHeartbeat)
 		defer t.Stop()
-		for {
+		for n := 1; ; n++ {
 			select {
 			case <-done:
 				return
@@ -296,19 +294,9 @@ func (s *Scanner) heartbeat(ctx context.Context, cancelScan context.CancelCauseF
 			if size > 0 {
 				pct = min(99, int(read.Load()*100/size))
 			}
-			snapshot := base
-			snapshot.Result.ScanResults.ProgressPercentage = pct
-			snapshot.Result.ProcessInfo.ProgressPercentage = pct
-			r, err := s.results.Put(ctx, &snapshot, *rev)
-			switch {
-			case err == nil:
-				*rev = r
-			case errors.Is(err, result.ErrConflict):
-				// Only a cancel writes over a running scan. The cancel
-				// broadcast normally stops us first; this covers a scanner
-				// that missed it (reconnecting to NATS at that moment).
-				cancelScan(errCancelled)
-				return
+			ev := &result.Event{Kind: result.EventProgress, DataID: dataID, Progress: pct, StartedAt: started}
+			if err := s.b.PublishResult(ctx, ev, fmt.Sprintf("progress-%s-%d-%d", dataID, started.UnixNano(), n)); err != nil && ctx.Err() == nil {
+				log.Warn().Err(err).Msg("progress report failed")
 			}
 		}
 	})
@@ -449,7 +437,7 @@ func (s *Scanner) runEngines(ctx context.Context, wf *config.Workflow, in *engin
 		case engines.StreamEngine:
 			consumers = append(consumers, func(r io.Reader) error {
 				began := time.Now()
-				f, err := e.ScanStream(ctx, in, r)
+				f, err := scanStream(ctx, e, in, r)
 				record(e, f, err, began)
 				return nil
 			})
@@ -481,10 +469,32 @@ func (s *Scanner) runEngines(ctx context.Context, wf *config.Workflow, in *engin
 	}
 	for _, e := range hashEngines {
 		began := time.Now()
-		f, err := e.ScanHashes(ctx, in)
+		f, err := scanHashes(ctx, e, in)
 		record(e, f, err, began)
 	}
 	return details, in.Hashes, read.Load(), ctx.Err()
+}
+
+// scanStream runs one engine on a stream; a panicking engine is that
+// engine's Failed entry, not a dead process. (It runs on its own goroutine,
+// out of reach of handle's recovery.)
+func scanStream(ctx context.Context, e engines.StreamEngine, in *engines.Input, r io.Reader) (f engines.Finding, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("engine panicked: %v", v) // the fan-out drops a reader that returns
+		}
+	}()
+	return e.ScanStream(ctx, in, r)
+}
+
+// scanHashes is scanStream for hash engines.
+func scanHashes(ctx context.Context, e engines.HashEngine, in *engines.Input) (f engines.Finding, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("engine panicked: %v", v)
+		}
+	}()
+	return e.ScanHashes(ctx, in)
 }
 
 // stepCodes are the verdicts of the workflow's file-type steps.

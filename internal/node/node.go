@@ -91,7 +91,7 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 				Workflows: wfs, Engines: engs, Version: version}, n.log)
 			n.goRun("scanner", func() error { return sc.Run(runCtx) })
 		case Assembler:
-			as, err := assembler.New(n.bus, blobs, filepath.Join(cfg.DataDir, "assembler.db"), n.log)
+			as, err := assembler.New(n.bus, blobs, filepath.Join(cfg.DataDir, "assembler.db"), assembler.Options{}, n.log)
 			if err != nil {
 				return nil, err
 			}
@@ -111,6 +111,9 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 			n.http = ingest.New(n.bus, blobs, ingest.Options{
 				Workflows:             wfs,
 				DiskReserve:           int64(cfg.Limits.DiskReserve),
+				MaxQueued:             cfg.Limits.MaxQueued,
+				MinPartSize:           int64(cfg.Limits.MinPartSize),
+				MaxRanges:             cfg.Limits.MaxRanges,
 				AllowPrivateCallbacks: cfg.Webhooks.AllowPrivateTargets,
 				Version:               version,
 			}, n.log)

@@ -98,7 +98,7 @@ func Dial(url, name string, log zerolog.Logger) (*nats.Conn, error) {
 // Options size the topology.
 type Options struct {
 	Replicas   int   // 1 for a single server, 3 on a cluster
-	MaxQueued  int64 // files waiting for a scanner before publishes are refused
+	MaxQueued  int64 // files waiting for a scanner before uploads are refused (ingest checks it)
 	Partitions int   // upload partitions, each owned by one assembler at a time
 }
 
@@ -179,16 +179,30 @@ func Streams(o Options) []jetstream.StreamConfig {
 			AllowMsgSchedules: true,
 		},
 		{
+			// Every file's result events, one subject per file. The recorder
+			// applies them in order to the results bucket and purges a
+			// file's subject once its result is final; MaxAge is only the
+			// backstop for a subject nobody finished.
+			Name:       events.StreamResults,
+			Subjects:   []string{events.ResultsSubjects},
+			Retention:  jetstream.LimitsPolicy,
+			Storage:    jetstream.FileStorage,
+			Replicas:   o.Replicas,
+			MaxAge:     ResultsMaxAge,
+			Duplicates: 10 * time.Minute,
+		},
+		{
 			// Work queue: a message is gone once a scanner acknowledges it,
-			// which it does only after the result is written. Publishing is
-			// refused (not silently dropped) when MaxQueued files wait.
+			// which it does only after its verdict is in RESULTS. Only the
+			// recorder publishes here, for files the client was already
+			// told are accepted, so nothing is refused: admission (the
+			// 503 when limits.max_queued files wait) happens in ingest,
+			// before an upload is read.
 			Name:       events.StreamFiles,
 			Subjects:   []string{events.FilesSubjects},
 			Retention:  jetstream.WorkQueuePolicy,
 			Storage:    jetstream.FileStorage,
 			Replicas:   o.Replicas,
-			MaxMsgs:    o.MaxQueued,
-			Discard:    jetstream.DiscardNew,
 			Duplicates: 10 * time.Minute,
 		},
 		{
@@ -208,10 +222,18 @@ func Streams(o Options) []jetstream.StreamConfig {
 // Scanner heartbeat and redelivery tuning. A scanner that dies holds its file
 // for at most ScanAckWait; a live one extends it every ScanHeartbeat.
 const (
-	ScanAckWait    = 30 * time.Second
-	ScanHeartbeat  = 10 * time.Second
-	ScanMaxDeliver = 5 // after this many deliveries a file gets a Failed result instead of another try
+	ScanAckWait   = 30 * time.Second
+	ScanHeartbeat = 10 * time.Second
+	// ScanMaxAttempts: a file delivered more often than this (every earlier
+	// scanner died on it) gets a Failed verdict instead of another scan.
+	// The consumer itself never gives up on a message: publishing that
+	// verdict is retried until it lands, so no file is left at 255.
+	ScanMaxAttempts = 5
 )
+
+// ResultsMaxAge bounds how long a file's result events stay in RESULTS when
+// the file never reached a final result (they are purged as soon as it does).
+const ResultsMaxAge = 7 * 24 * time.Hour
 
 // NotifyAckWait bounds one delivery attempt plus bookkeeping.
 const NotifyAckWait = 2 * time.Minute
@@ -245,7 +267,7 @@ func Consumers(o Options) []Consumer {
 			Description:   "shared by every scanner; one file to one scanner at a time",
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       ScanAckWait,
-			MaxDeliver:    ScanMaxDeliver,
+			MaxDeliver:    -1,
 			MaxAckPending: 10000,
 			FilterSubject: events.FilesSubjects,
 		}},
@@ -262,6 +284,18 @@ func Consumers(o Options) []Consumer {
 		}},
 	}
 	for p := range o.Partitions {
+		cs = append(cs, Consumer{events.StreamResults, jetstream.ConsumerConfig{
+			Durable:        events.RecorderConsumer(p),
+			Description:    "result events of one partition, pinned to one recorder at a time",
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        AssemblerAckWait,
+			MaxDeliver:     -1,
+			MaxAckPending:  1, // one event at a time, in order: a file's events apply in sequence
+			FilterSubject:  events.ResultPartitionSubjects(p),
+			PriorityPolicy: jetstream.PriorityPolicyPinned,
+			PriorityGroups: []string{events.RecorderGroup},
+			PinnedTTL:      AssemblerPinnedTTL,
+		}})
 		cs = append(cs, Consumer{events.StreamUploads, jetstream.ConsumerConfig{
 			Durable:        events.AssemblerConsumer(p),
 			Description:    "upload partition, pinned to one assembler at a time",

@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scangate/scangate/pkg/events"
+	"github.com/scangate/scangate/pkg/result"
 )
 
 // publish sends v as JSON to a stream subject and waits for JetStream's
@@ -35,12 +37,62 @@ func (b *Bus) PublishFileComplete(ctx context.Context, ev *events.FileComplete) 
 	return err
 }
 
-// PublishUpload appends an event to an upload session's log. msgID makes
-// a retried publish of the same event a no-op.
-func (b *Bus) PublishUpload(ctx context.Context, partition int, ev *events.UploadEvent, msgID string) error {
-	_, err := b.publish(ctx, events.UploadSubject(partition, ev.DataID), msgID, ev)
+// PublishUpload appends an event to an upload session's log and returns
+// its stream sequence. msgID makes a retried publish of the same event a
+// no-op.
+func (b *Bus) PublishUpload(ctx context.Context, partition int, ev *events.UploadEvent, msgID string) (uint64, error) {
+	ack, err := b.publish(ctx, events.UploadSubject(partition, ev.DataID), msgID, ev)
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+// PublishResult appends an event to a file's result log. msgID makes a
+// retried publish of the same event a no-op.
+func (b *Bus) PublishResult(ctx context.Context, ev *result.Event, msgID string) error {
+	_, err := b.publish(ctx, events.ResultSubject(events.Partition(ev.DataID, b.Opts.Partitions), ev.DataID), msgID, ev)
 	return err
 }
+
+// PurgeResults drops a file's result log once its record is final.
+func (b *Bus) PurgeResults(ctx context.Context, dataID string) error {
+	st, err := b.JS.Stream(ctx, events.StreamResults)
+	if err != nil {
+		return err
+	}
+	subj := events.ResultSubject(events.Partition(dataID, b.Opts.Partitions), dataID)
+	if err := st.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+		return fmt.Errorf("purge %s: %w", subj, err)
+	}
+	return nil
+}
+
+// FirstResultEvent returns the oldest event still in a file's result log
+// (ErrNoEvent when there is none): what a file is before the recorder has
+// written its record.
+func (b *Bus) FirstResultEvent(ctx context.Context, dataID string) (*result.Event, error) {
+	st, err := b.JS.Stream(ctx, events.StreamResults)
+	if err != nil {
+		return nil, err
+	}
+	subj := events.ResultSubject(events.Partition(dataID, b.Opts.Partitions), dataID)
+	m, err := st.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subj))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, ErrNoEvent
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", subj, err)
+	}
+	var ev result.Event
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", subj, err)
+	}
+	return &ev, nil
+}
+
+// ErrNoEvent: a file has no result events (unknown, or already recorded).
+var ErrNoEvent = errors.New("no result event")
 
 // PublishScanDone announces a final result.
 func (b *Bus) PublishScanDone(ctx context.Context, ev *events.ScanDone) error {

@@ -76,6 +76,8 @@ type AssemblerConfig struct {
 type LimitsConfig struct {
 	DiskReserve ByteSize `yaml:"disk_reserve"`
 	MaxQueued   int64    `yaml:"max_queued"`
+	MinPartSize ByteSize `yaml:"min_part_size"`
+	MaxRanges   int      `yaml:"max_ranges"`
 }
 
 type ScannerConfig struct {
@@ -339,6 +341,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxQueued < 1 {
 		bad("limits.max_queued: must be at least 1")
+	}
+	if c.Limits.MinPartSize < 1 {
+		bad("limits.min_part_size: must be at least 1 byte")
+	}
+	if c.Limits.MaxRanges < 1 || c.Limits.MaxRanges > 100000 {
+		bad("limits.max_ranges: want 1..100000, got %d", c.Limits.MaxRanges)
 	}
 	if c.Scanner.Workers < 1 {
 		bad("scanner.workers: must be at least 1")

@@ -16,13 +16,17 @@ const (
 	StreamUploads = "UPLOADS" // upload session events: upload.<partition>.<data_id>
 	StreamFiles   = "FILES"   // file-complete work queue: file.<priority>.<data_id>
 	StreamScans   = "SCANS"   // scan-done: scan.done.<data_id>
+	// StreamResults is the log of every file's result events:
+	// result.<partition>.<data_id>. Its consumer, the recorder, is the only
+	// writer of the results bucket.
+	StreamResults = "RESULTS"
 )
 
 // KV buckets.
 const (
-	BucketResults  = "results"  // data_id → result.Record
+	BucketResults  = "results"  // data_id → result.Record (written by the recorder only)
 	BucketHashes   = "hashes"   // <algo>.<hex> → data_id
-	BucketSessions = "sessions" // data_id → upload session status (assembler's view)
+	BucketSessions = "sessions" // data_id → upload session status (written by the assembler only)
 	BucketNodes    = "nodes"    // scanner.<id> → live scanner and its engines (entries expire)
 	BucketWebhooks = "webhooks" // <data_id> (callbackurl), <data_id>.sanitized → webhook delivery state
 )
@@ -44,6 +48,7 @@ const (
 
 // Subject roots; use the functions below to build full subjects.
 const (
+	ResultsSubjects  = "result.>"
 	UploadsSubjects  = "upload.>"
 	FilesSubjects    = "file.>"
 	ScanDoneSubjects = "scan.done.>"
@@ -56,6 +61,22 @@ func Partition(dataID string, partitions int) int {
 	h.Write([]byte(dataID))
 	return int(h.Sum32() % uint32(partitions))
 }
+
+// ResultSubject is where the result events of one file are published; like
+// upload events they are partitioned, so one recorder at a time applies a
+// file's events, in order.
+func ResultSubject(partition int, dataID string) string {
+	return "result." + strconv.Itoa(partition) + "." + dataID
+}
+
+// ResultPartitionSubjects matches every file of one partition.
+func ResultPartitionSubjects(partition int) string { return "result." + strconv.Itoa(partition) + ".*" }
+
+// RecorderConsumer names the durable consumer of one results partition.
+func RecorderConsumer(partition int) string { return "recorder-" + strconv.Itoa(partition) }
+
+// RecorderGroup is the priority group recorders pull with.
+const RecorderGroup = "recorders"
 
 // UploadSubject is where the events of one upload session are published.
 func UploadSubject(partition int, dataID string) string {
@@ -93,7 +114,7 @@ func ScanDoneSubject(dataID string) string { return "scan.done." + dataID }
 
 // CancelSubject is a plain NATS subject (not a stream): every scanner listens
 // and stops the scan of dataID if it is running it. The durable record of the
-// cancel is the result itself, written before this is sent.
+// cancel is its result event, published before this is sent.
 func CancelSubject(dataID string) string { return "scan.cancel." + dataID }
 
 // CancelSubjects matches every CancelSubject.
@@ -161,6 +182,7 @@ type ScanDone struct {
 const (
 	UploadOpen   = "open"   // a session was created (multipart init, first chunk)
 	UploadPart   = "part"   // bytes [Off, Off+Len) are durable in the blob store
+	UploadChunk  = "chunk"  // a sequential chunk of Len bytes is durable in blob Staged; append it
 	UploadAbort  = "abort"  // the client cancelled the session
 	UploadExpire = "expire" // the session outlived its time to live
 )
@@ -178,4 +200,10 @@ type UploadEvent struct {
 	// part
 	Off int64 `json:"off,omitempty"`
 	Len int64 `json:"len,omitempty"`
+	// Digest is the sha256 of the part's bytes (hex). A part that rewrites
+	// bytes the assembler already hashed keeps the prefix hash only when it
+	// repeats an earlier part exactly.
+	Digest string `json:"digest,omitempty"`
+	// chunk
+	Staged string `json:"staged,omitempty"`
 }

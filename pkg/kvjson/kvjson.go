@@ -96,6 +96,37 @@ func (s Store[T]) Update(ctx context.Context, key string, change func(*T) (bool,
 	}
 }
 
+// Wait returns the record under key once cond holds for it (a record that
+// does not exist yet is waited for too). It watches the key rather than
+// polling, and gives up with ctx's error when ctx ends.
+func (s Store[T]) Wait(ctx context.Context, key string, cond func(*T) bool) (*T, error) {
+	w, err := s.KV.Watch(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("%s watch %s: %w", s.Name, key, err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s wait %s: %w", s.Name, key, ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("%s wait %s: watch ended", s.Name, key)
+			}
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue // end of the initial values, or a delete
+			}
+			v := new(T)
+			if err := json.Unmarshal(e.Value(), v); err != nil {
+				return nil, fmt.Errorf("%s decode %s: %w", s.Name, key, err)
+			}
+			if cond(v) {
+				return v, nil
+			}
+		}
+	}
+}
+
 // IsConflict reports a KV create or update refused because the key exists
 // or moved past the expected revision (on a single server or a cluster).
 func IsConflict(err error) bool {

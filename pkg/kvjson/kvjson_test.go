@@ -1,4 +1,4 @@
-package kvjson
+package kvjson_test
 
 import (
 	"context"
@@ -10,11 +10,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/scangate/scangate/pkg/bus"
+	"github.com/scangate/scangate/pkg/kvjson"
 )
 
 type rec struct{ N int }
 
-func newStore(t *testing.T) Store[rec] {
+func newStore(t *testing.T) kvjson.Store[rec] {
 	e, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +31,7 @@ func newStore(t *testing.T) Store[rec] {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Store[rec]{KV: kv, Name: "test"}
+	return kvjson.Store[rec]{KV: kv, Name: "test"}
 }
 
 // Writes name the revision they replace: a stale writer loses, a second
@@ -38,20 +39,20 @@ func newStore(t *testing.T) Store[rec] {
 func TestCompareAndSet(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
-	if _, _, err := s.Get(ctx, "k"); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.Get(ctx, "k"); !errors.Is(err, kvjson.ErrNotFound) {
 		t.Fatalf("missing key: %v", err)
 	}
 	rev, err := s.Put(ctx, "k", &rec{1}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Put(ctx, "k", &rec{2}, 0); !errors.Is(err, ErrConflict) {
+	if _, err := s.Put(ctx, "k", &rec{2}, 0); !errors.Is(err, kvjson.ErrConflict) {
 		t.Errorf("second create: %v", err)
 	}
 	if _, err := s.Put(ctx, "k", &rec{3}, rev); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Put(ctx, "k", &rec{4}, rev); !errors.Is(err, ErrConflict) {
+	if _, err := s.Put(ctx, "k", &rec{4}, rev); !errors.Is(err, kvjson.ErrConflict) {
 		t.Errorf("stale revision: %v", err)
 	}
 	var wg sync.WaitGroup

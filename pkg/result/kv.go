@@ -15,9 +15,9 @@ var ErrNotFound = kvjson.ErrNotFound
 // ErrConflict: the record changed since it was read (another writer won).
 var ErrConflict = kvjson.ErrConflict
 
-// Store reads and writes records in the results bucket with optimistic
-// concurrency (see pkg/kvjson): a cancel and a scanner finishing at the
-// same moment cannot both win.
+// Store reads and writes records in the results bucket. Only the recorder
+// writes (with compare-and-set, so an owner that lost its partition while
+// writing cannot overwrite the next one's record); every other role reads.
 type Store struct{ KV jetstream.KeyValue }
 
 func (s Store) kv() kvjson.Store[Record] { return kvjson.Store[Record]{KV: s.KV, Name: "results"} }
@@ -38,6 +38,11 @@ func (s Store) GetRaw(ctx context.Context, dataID string) ([]byte, error) {
 // replaces exactly that revision (ErrConflict if it moved on).
 func (s Store) Put(ctx context.Context, r *Record, revision uint64) (uint64, error) {
 	return s.kv().Put(ctx, r.Result.DataID, r, revision)
+}
+
+// Wait returns dataID's record once cond holds for it, watching the key.
+func (s Store) Wait(ctx context.Context, dataID string, cond func(*Record) bool) (*Record, error) {
+	return s.kv().Wait(ctx, dataID, cond)
 }
 
 // ResultJSON extracts the public result from a stored record without a

@@ -179,6 +179,9 @@ type ArchiveFile struct {
 type Record struct {
 	Result Result          `json:"result"`
 	Meta   events.FileMeta `json:"meta"`
+	// Seq is the RESULTS stream sequence of the last event applied: a
+	// redelivered event at or below it changes nothing.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // Final reports whether the record holds a finished verdict.

@@ -1,9 +1,9 @@
 // Package session is the shared view of a multipart or chunked upload
 // session, kept in the KV bucket "sessions". The assembler that owns the
-// session's partition writes its progress; ingest nodes read it to answer
-// status requests and to refuse parts for sessions that are gone, and write
-// it for the two changes that must be seen at once on every node: abort,
-// and the offsets handed out to sequential chunks.
+// session's partition is its only writer: ingest nodes send it events
+// (open, part, abort) and read the view to answer status requests, to
+// refuse parts for sessions that are gone and to learn where the next
+// sequential chunk goes.
 package session
 
 import (
@@ -38,12 +38,19 @@ type Session struct {
 	Partition      int             `json:"partition"`
 	Meta           events.FileMeta `json:"meta"`
 	// Chunked sessions (POST /file with X-File-Size) take bytes in arrival
-	// order: Reserved is how far offsets have been handed out.
-	Chunked  bool  `json:"chunked,omitempty"`
-	Reserved int64 `json:"reserved,omitempty"`
+	// order: each chunk goes where the received prefix ends.
+	Chunked bool `json:"chunked,omitempty"`
 	// DuplicateOf is set when a chunked upload turned out to be a file
 	// already scanned under the same workflow: no new scan ran.
 	DuplicateOf string `json:"duplicate_of,omitempty"`
+	// Refused lists the stream sequences of the latest chunks that were not
+	// appended (they would have passed the declared size), so the request
+	// that sent one can say so.
+	Refused []uint64 `json:"refused,omitempty"`
+	// Seq is the UPLOADS stream sequence of the last event the view
+	// reflects. An assembler whose own cache is behind it rebuilds the
+	// session from the stream instead of trusting the cache.
+	Seq uint64 `json:"seq"`
 }
 
 // Open reports whether the session still takes parts at time now.
@@ -92,13 +99,14 @@ func (s Store) Get(ctx context.Context, dataID string) (*Session, uint64, error)
 	return s.kv().Get(ctx, dataID)
 }
 
+// Wait returns the session once cond holds for it, watching the view
+// (the assembler applies events asynchronously). It gives up when ctx ends.
+func (s Store) Wait(ctx context.Context, dataID string, cond func(*Session) bool) (*Session, error) {
+	return s.kv().Wait(ctx, dataID, cond)
+}
+
 // Put creates (revision 0) or replaces exactly revision.
 func (s Store) Put(ctx context.Context, sess *Session, revision uint64) (uint64, error) {
 	return s.kv().Put(ctx, sess.DataID, sess, revision)
 }
 
-// Update applies change to the current session until it lands without a
-// conflict. change returns false to leave the session as it is.
-func (s Store) Update(ctx context.Context, dataID string, change func(*Session) (bool, error)) (*Session, error) {
-	return s.kv().Update(ctx, dataID, change)
-}

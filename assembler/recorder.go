@@ -1,0 +1,119 @@
+package assembler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/scangate/scangate/pkg/bus"
+	"github.com/scangate/scangate/pkg/events"
+	"github.com/scangate/scangate/pkg/result"
+)
+
+// recorder is the one writer of the results bucket. Every role that learns
+// something about a file's result (ingest: accepted, cancelled; the
+// assembler: uploading, complete, aborted, expired; the scanner: progress
+// and its verdict) publishes a result event; the recorder applies them in
+// stream order (result.Apply), so a heartbeat, a cancel and a verdict can
+// never be mistaken for one another and the first final event wins. It also
+// performs the effects that follow from a record changing, exactly where
+// the change is decided: a queued file is handed to the scanners, a final
+// result is announced (scan-done, for the webhooks) and the file's event
+// log purged.
+type recorder struct {
+	b       *bus.Bus
+	results result.Store
+	log     zerolog.Logger
+}
+
+func newRecorder(b *bus.Bus, log zerolog.Logger) *recorder {
+	return &recorder{b: b, results: result.Store{KV: b.Results}, log: log.With().Str("component", "recorder").Logger()}
+}
+
+// handle applies one result event. The record carries the sequence of the
+// last event applied, so a redelivered event changes nothing; the effects
+// of the event that changed the record are repeated on redelivery (each is
+// idempotent), in case the process died between the write and them.
+func (r *recorder) handle(ctx context.Context, msg jetstream.Msg) {
+	var ev result.Event
+	md, err := msg.Metadata()
+	if err != nil || json.Unmarshal(msg.Data(), &ev) != nil || ev.DataID == "" {
+		r.log.Error().Str("subject", msg.Subject()).Msg("malformed result event dropped")
+		_ = msg.Term()
+		return
+	}
+	seq := md.Sequence.Stream
+	log := r.log.With().Str("data_id", ev.DataID).Str("event", ev.Kind).Uint64("seq", seq).Logger()
+	defer keepAlive(msg)()
+	defer recoverEvent(msg, log, nil)
+
+	for {
+		err := r.apply(ctx, &ev, seq, log)
+		if errors.Is(err, result.ErrConflict) {
+			// Another recorder wrote this record meanwhile (the partition
+			// moved): read it again; the sequence check sorts out the rest.
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				_ = msg.Nak()
+				return
+			}
+			log.Error().Err(err).Msg("recording result event failed; will retry")
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		break
+	}
+	// A plain ack: a lost one only redelivers the event, which the sequence
+	// check skips (and the event may already be purged with its file's log).
+	_ = msg.Ack()
+}
+
+func (r *recorder) apply(ctx context.Context, ev *result.Event, seq uint64, log zerolog.Logger) error {
+	rec, rev, err := r.results.Get(ctx, ev.DataID)
+	if errors.Is(err, result.ErrNotFound) {
+		rec, rev = nil, 0
+	} else if err != nil {
+		return err
+	}
+	if rec != nil && seq <= rec.Seq {
+		if seq == rec.Seq {
+			return r.effects(ctx, ev, rec, log) // written, but maybe not followed up
+		}
+		return nil
+	}
+	next := result.Apply(rec, ev)
+	if next == nil || next == rec {
+		if rec != nil && rec.Final() && ev.Kind != result.EventProgress {
+			log.Debug().Int("verdict", rec.Result.ScanResults.ScanAllResultI).Msg("result already final; event ignored")
+		}
+		return nil
+	}
+	next.Seq = seq
+	if _, err := r.results.Put(ctx, next, rev); err != nil {
+		return err
+	}
+	return r.effects(ctx, ev, next, log)
+}
+
+// effects follow from rec having just been written by ev.
+func (r *recorder) effects(ctx context.Context, ev *result.Event, rec *result.Record, log zerolog.Logger) error {
+	switch {
+	case rec.Final():
+		done := &events.ScanDone{DataID: ev.DataID, CallbackURL: rec.Meta.CallbackURL, SanitizedURL: rec.Meta.SanitizedURL}
+		if err := r.b.PublishScanDone(ctx, done); err != nil {
+			return err
+		}
+		log.Info().Int("scan_all_result_i", rec.Result.ScanResults.ScanAllResultI).
+			Str("result", rec.Result.ProcessInfo.Result).Msg("result final")
+		return r.b.PurgeResults(ctx, ev.DataID)
+	case ev.Kind == result.EventQueued && ev.File != nil:
+		return r.b.PublishFileComplete(ctx, ev.File)
+	}
+	return nil
+}

@@ -40,7 +40,7 @@ func testConfig(t testing.TB) *config.Config {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Log.Level = "warn"
 	cfg.Limits.DiskReserve = 1 << 20
-	cfg.Limits.MinPartSize = 1 // tests send tiny parts; the minimum has its own test
+	cfg.Limits.MinPartSize = 1              // tests send tiny parts; the minimum has its own test
 	cfg.Webhooks.AllowPrivateTargets = true // test receivers live on loopback
 	cfg.Webhooks.Retry.InitialInterval = 50 * time.Millisecond
 	cfg.Webhooks.Retry.MaxInterval = 200 * time.Millisecond

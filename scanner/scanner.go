@@ -36,8 +36,12 @@ import (
 
 // Options tune a scanner.
 type Options struct {
-	Workers   int           // files scanned at once
-	Timeout   time.Duration // a scan longer than this ends with verdict 31
+	Workers int           // files scanned at once
+	Timeout time.Duration // a scan longer than this ends with verdict 31
+	// Heartbeat is how often a running scan reports progress and keeps its
+	// work item (default bus.ScanHeartbeat; it must stay well under
+	// bus.ScanAckWait).
+	Heartbeat time.Duration
 	Workflows *workflow.Set
 	Version   string // reported in the scanner registry
 	// Engines by config name ("signatures", "hashlist"), in report order.
@@ -71,6 +75,9 @@ var errCancelled = errors.New("cancelled by request")
 func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Scanner {
 	if opts.Workers < 1 {
 		opts.Workers = 1
+	}
+	if opts.Heartbeat <= 0 || opts.Heartbeat > bus.ScanAckWait/2 {
+		opts.Heartbeat = bus.ScanHeartbeat
 	}
 	return &Scanner{
 		b: b, blobs: blobs, results: result.Store{KV: b.Results}, opts: opts,
@@ -277,7 +284,7 @@ func (s *Scanner) heartbeat(ctx context.Context, msg jetstream.Msg, dataID strin
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(bus.ScanHeartbeat)
+		t := time.NewTicker(s.opts.Heartbeat)
 		defer t.Stop()
 		for n := 1; ; n++ {
 			select {

@@ -40,8 +40,8 @@ type Event struct {
 	Record *Record `json:"record,omitempty"`
 
 	// closed
-	Code   int    `json:"code,omitempty"`
-	Reason string `json:"reason,omitempty"`
+	Code   int       `json:"code,omitempty"`
+	Reason string    `json:"reason,omitempty"`
 	At     time.Time `json:"at,omitzero"`
 }
 

@@ -109,4 +109,3 @@ func (s Store) Wait(ctx context.Context, dataID string, cond func(*Session) bool
 func (s Store) Put(ctx context.Context, sess *Session, revision uint64) (uint64, error) {
 	return s.kv().Put(ctx, sess.DataID, sess, revision)
 }
-

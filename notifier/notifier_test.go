@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -209,9 +210,25 @@ func waitState(t *testing.T, b *bus.Bus, dataID, want string) *State {
 	return s
 }
 
-// settle gives a wrongly scheduled extra attempt the chance to happen
-// before a test checks that none did.
-func settle(cfg config.WebhooksConfig) { time.Sleep(4 * cfg.Retry.MaxInterval) }
+// waitAcked waits until the notifier has acknowledged the first n
+// scan-done events of the stream. A delivery's state is written before its
+// event is acknowledged, and an acknowledged event is never handled again:
+// from then on no further attempt can be made for it.
+func waitAcked(t *testing.T, b *bus.Bus, n uint64) {
+	t.Helper()
+	ctx := context.Background()
+	waitFor(t, fmt.Sprintf("%d scan-done events to be acknowledged", n), func() bool {
+		c, err := b.JS.Consumer(ctx, events.StreamScans, events.ConsumerNotifier)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.AckFloor.Stream >= n && info.NumAckPending == 0 && info.NumPending == 0
+	})
+}
 
 func TestRetriedUntilAcceptedAndSigned(t *testing.T) {
 	b := newBus(t)
@@ -227,7 +244,7 @@ func TestRetriedUntilAcceptedAndSigned(t *testing.T) {
 	id, want := finish(t, b, target)
 
 	st := waitState(t, b, id, StateDelivered)
-	settle(cfg)
+	waitAcked(t, b, 1)
 
 	verifier, err := standardwebhooks.NewWebhook(cfg.Secret)
 	if err != nil {
@@ -297,7 +314,7 @@ func TestGoneStopsRetries(t *testing.T) {
 	id, _ := finish(t, b, rcv.URL)
 
 	waitState(t, b, id, StateGone)
-	settle(cfg)
+	waitAcked(t, b, 1)
 	if n := rcv.count(); n != 1 {
 		t.Errorf("receiver got %d attempts, want 1", n)
 	}
@@ -315,7 +332,7 @@ func TestFailedAfterMaxAttempts(t *testing.T) {
 	id, _ := finish(t, b, rcv.URL)
 
 	waitState(t, b, id, StateFailed)
-	settle(cfg)
+	waitAcked(t, b, 1)
 	if n := rcv.count(); n != 3 {
 		t.Errorf("receiver got %d attempts, want 3", n)
 	}
@@ -418,7 +435,7 @@ func TestPrivateTargetRefused(t *testing.T) {
 			t.Errorf("%s: state %+v, want failed at once with an explanation", target, st)
 		}
 	}
-	settle(cfg)
+	waitAcked(t, b, 3)
 	if n := rcv.count(); n != 0 {
 		t.Errorf("loopback receiver got %d requests, want none", n)
 	}
@@ -430,18 +447,7 @@ func TestNoCallbackIsAcknowledged(t *testing.T) {
 	id := ids.New()
 	announce(t, b, &events.ScanDone{DataID: id}, id)
 
-	ctx := context.Background()
-	waitFor(t, "the event to be acknowledged", func() bool {
-		c, err := b.JS.Consumer(ctx, events.StreamScans, events.ConsumerNotifier)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.Delivered.Stream >= 1 && info.NumAckPending == 0 && info.NumPending == 0
-	})
+	waitAcked(t, b, 1)
 	if st := state(t, b, id); st != nil {
 		t.Errorf("state written for a file without callback: %+v", st)
 	}
@@ -457,12 +463,7 @@ func TestDuplicateEventIsIdempotent(t *testing.T) {
 	before := waitState(t, b, id, StateDelivered)
 
 	announce(t, b, &events.ScanDone{DataID: id, CallbackURL: rcv.URL}, id+"-again") // escapes de-duplication
-	ctx := context.Background()
-	waitFor(t, "the duplicate to be acknowledged", func() bool {
-		c, _ := b.JS.Consumer(ctx, events.StreamScans, events.ConsumerNotifier)
-		info, err := c.Info(ctx)
-		return err == nil && info.Delivered.Stream >= 2 && info.NumAckPending == 0 && info.NumPending == 0
-	})
+	waitAcked(t, b, 2)
 	if n := rcv.count(); n != 1 {
 		t.Errorf("receiver got %d requests, want 1", n)
 	}

@@ -133,13 +133,14 @@ func announce(t testing.TB, b *bus.Bus, ev *events.ScanDone, msgID string) {
 
 // hit is one request a receiver got.
 type hit struct {
+	method string
 	header http.Header
 	body   []byte
 	at     time.Time
 }
 
 // receiver is an httptest server answering the n-th request (from 1) with
-// status(n) and remembering every request.
+// answer(w, req, n) and remembering every request.
 type receiver struct {
 	*httptest.Server
 	mu   sync.Mutex
@@ -148,14 +149,19 @@ type receiver struct {
 
 func newReceiver(t *testing.T, status func(n int) int) *receiver {
 	t.Helper()
+	return newAnswering(t, func(w http.ResponseWriter, _ *http.Request, n int) { w.WriteHeader(status(n)) })
+}
+
+func newAnswering(t *testing.T, answer func(w http.ResponseWriter, req *http.Request, n int)) *receiver {
+	t.Helper()
 	r := &receiver{}
 	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		r.mu.Lock()
-		r.hits = append(r.hits, hit{header: req.Header.Clone(), body: body, at: time.Now()})
+		r.hits = append(r.hits, hit{method: req.Method, header: req.Header.Clone(), body: body, at: time.Now()})
 		n := len(r.hits)
 		r.mu.Unlock()
-		w.WriteHeader(status(n))
+		answer(w, req, n)
 	}))
 	t.Cleanup(r.Close)
 	return r
@@ -277,6 +283,42 @@ func TestRetriedUntilAcceptedAndSigned(t *testing.T) {
 	}
 	if _, err := time.Parse(result.TimeFormat, st.RequestTime); err != nil {
 		t.Errorf("request_time %q: %v", st.RequestTime, err)
+	}
+}
+
+// A delivery is a POST of the result: a redirect is not followed (it would
+// arrive as a GET without the body), it is a failed attempt like any other.
+func TestRedirectIsAFailedAttempt(t *testing.T) {
+	b := newBus(t)
+	cfg := testConfig(t)
+	cfg.MaxAttempts = 2
+	moved := newReceiver(t, always(http.StatusOK))
+	rcv := newAnswering(t, func(w http.ResponseWriter, req *http.Request, _ int) {
+		http.Redirect(w, req, moved.URL+"/new-home", http.StatusFound)
+	})
+	startNotifier(t, b, cfg)
+	id, want := finish(t, b, rcv.URL)
+
+	var st *State
+	waitFor(t, "the delivery to settle", func() bool {
+		st = state(t, b, id)
+		return st != nil && st.Final()
+	})
+	waitAcked(t, b, 1)
+	if st.State != StateFailed || st.Attempts != 2 || st.StatusCode != http.StatusFound || !strings.Contains(st.LastError, "302") {
+		t.Errorf("state: %+v, want 2 failed attempts answered 302", st)
+	}
+	hits := rcv.all()
+	if len(hits) != 2 {
+		t.Errorf("receiver got %d attempts, want 2", len(hits))
+	}
+	for i, h := range hits {
+		if h.method != http.MethodPost || !bytes.Equal(h.body, want) {
+			t.Errorf("attempt %d: %s with %d bytes, want a POST of the result", i+1, h.method, len(h.body))
+		}
+	}
+	if n := moved.count(); n != 0 {
+		t.Errorf("the redirect target got %d requests, want none", n)
 	}
 }
 

@@ -2,7 +2,7 @@
 // operators did not mean to expose: loopback, private networks, link-local
 // and metadata services (SSRF). Ingest uses it to refuse bad webhook URLs
 // early; the notifier dials through it, so the address actually connected to
-// is checked, whatever a name resolves to and wherever a redirect points.
+// is checked, whatever a name resolves to.
 package netguard
 
 import (
@@ -23,14 +23,11 @@ import (
 // MaxURLLength bounds a target URL; longer ones are refused.
 const MaxURLLength = 2048
 
-// MaxRedirects is how many redirects a guarded client follows.
-const MaxRedirects = 5
-
 // ErrInvalidURL: the URL is not an absolute http(s) URL scangate will call.
 var ErrInvalidURL = errors.New("invalid target URL")
 
-// ErrForbidden: the target is (or resolved to, or redirected to) an address
-// in a range that is not allowed.
+// ErrForbidden: the target is (or resolved to) an address in a range that
+// is not allowed.
 var ErrForbidden = errors.New("forbidden target address")
 
 // guardian holds the library's denied sets (IANA special-purpose IPv4
@@ -88,10 +85,12 @@ func LiteralForbidden(u *url.URL) bool {
 }
 
 // NewClient returns an HTTP client for calling user-supplied URLs. Unless
-// allowPrivate, every connection it opens — to the first target and to each
-// redirect — is checked against the denied ranges at dial time, on the
-// resolved address, so DNS tricks (a name resolving to 127.0.0.1, rebinding)
-// do not get through. timeout bounds a whole request, redirects included.
+// allowPrivate, every connection it opens is checked against the denied
+// ranges at dial time, on the resolved address, so DNS tricks (a name
+// resolving to 127.0.0.1, rebinding) do not get through. It follows no
+// redirects: the 3xx is the caller's answer (a redirected POST arrives as a
+// GET without its body, somewhere the caller never chose). timeout bounds a
+// whole request.
 func NewClient(allowPrivate bool, timeout time.Duration) *http.Client {
 	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
 	if !allowPrivate {
@@ -110,9 +109,11 @@ func NewClient(allowPrivate bool, timeout time.Duration) *http.Client {
 		ExpectContinueTimeout: time.Second,
 	}
 	return &http.Client{
-		Transport:     transport,
-		Timeout:       timeout,
-		CheckRedirect: checkRedirect(allowPrivate),
+		Transport: transport,
+		Timeout:   timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
 	}
 }
 
@@ -122,23 +123,4 @@ func control(network, address string, c syscall.RawConn) error {
 		return fmt.Errorf("%w: %w", ErrForbidden, err)
 	}
 	return nil
-}
-
-// checkRedirect follows at most MaxRedirects redirects, each to a URL that
-// passes CheckURL. A literal forbidden address is refused here already for a
-// clearer error; the dial guard would refuse it (and any name) anyway.
-func checkRedirect(allowPrivate bool) func(*http.Request, []*http.Request) error {
-	return func(req *http.Request, via []*http.Request) error {
-		if len(via) > MaxRedirects {
-			return fmt.Errorf("stopped after %d redirects", MaxRedirects)
-		}
-		u, err := CheckURL(req.URL.String())
-		if err != nil {
-			return fmt.Errorf("%w: redirect: %w", ErrForbidden, err)
-		}
-		if !allowPrivate && LiteralForbidden(u) {
-			return fmt.Errorf("%w: redirect to %s", ErrForbidden, u.Host)
-		}
-		return nil
-	}
 }

@@ -220,6 +220,8 @@ func TestBadInputIsRefusedWithoutState(t *testing.T) {
 		{"callback ftp", small, map[string]string{"callbackurl": "ftp://example.com/x"}, 400, "Callback url is invalid."},
 		{"callback loopback", small, map[string]string{"callbackurl": "http://127.0.0.1:9/x"}, 400, "Callback url is invalid."},
 		{"callback metadata service", small, map[string]string{"callbackurl": "http://169.254.169.254/latest"}, 400, "Callback url is invalid."},
+		{"callback octal loopback", small, map[string]string{"callbackurl": "http://0177.0.0.1:9/x"}, 400, "Callback url is invalid."},
+		{"callback address as one number", small, map[string]string{"callbackurl": "http://2130706433/x"}, 400, "Callback url is invalid."},
 		{"sanitizedurl bad", small, map[string]string{"sanitizedurl": "javascript:alert(1)"}, 400, "Sanitized url is invalid."},
 		{"metadata not json", small, map[string]string{"metadata": "{nope"}, 400, "Invalid metadata header: want a JSON object."},
 		{"metadata array", small, map[string]string{"metadata": "[1,2]"}, 400, "Invalid metadata header: want a JSON object."},

@@ -129,7 +129,7 @@ func (s *Server) checkTarget(raw string) (string, error) {
 		return "", err
 	}
 	if !s.opts.AllowPrivateCallbacks && netguard.LiteralForbidden(u) {
-		return "", fmt.Errorf("private address")
+		return "", fmt.Errorf("%w: %s", netguard.ErrForbidden, u.Hostname())
 	}
 	return u.String(), nil
 }

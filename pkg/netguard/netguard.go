@@ -16,8 +16,10 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"code.dny.dev/ssrf"
+	"golang.org/x/net/idna"
 )
 
 // MaxURLLength bounds a target URL; longer ones are refused.
@@ -38,7 +40,8 @@ var guardian = ssrf.New(ssrf.WithAnyPort(), ssrf.WithAnyNetwork())
 
 // CheckURL parses raw and checks that it is something scangate may call: an
 // absolute http or https URL with a host, no userinfo, at most MaxURLLength
-// bytes. Errors wrap ErrInvalidURL.
+// bytes, and an IPv4 address only as a canonical dotted quad. Errors wrap
+// ErrInvalidURL.
 func CheckURL(raw string) (*url.URL, error) {
 	if raw == "" {
 		return nil, fmt.Errorf("%w: empty", ErrInvalidURL)
@@ -65,7 +68,39 @@ func CheckURL(raw string) (*url.URL, error) {
 			return nil, fmt.Errorf("%w: port %q out of range", ErrInvalidURL, p)
 		}
 	}
+	// Resolvers (inet_aton) and browsers read 127.1, 0x7f.1, 2130706433,
+	// 0177.0.0.1 and 127.0.0.1. as 127.0.0.1. Rather than follow every
+	// spelling, such a host is refused unless it is the dotted quad
+	// netip parses (LiteralForbidden then judges the address).
+	if _, err := netip.ParseAddr(u.Hostname()); err != nil && endsInNumber(asciiHost(u.Hostname())) {
+		return nil, fmt.Errorf("%w: host %q is an IPv4 address not written as a dotted quad", ErrInvalidURL, u.Hostname())
+	}
 	return u, nil
+}
+
+// endsInNumber reports whether a host is meant as an IPv4 address: its last
+// label (ignoring one trailing dot) is a decimal or 0x-hex number. It is the
+// URL Standard's test; no top-level domain is a number.
+func endsInNumber(host string) bool {
+	host = strings.TrimSuffix(host, ".")
+	last := host[strings.LastIndexByte(host, '.')+1:]
+	if hex, ok := strings.CutPrefix(last, "0x"); ok {
+		return strings.Trim(hex, "0123456789abcdef") == ""
+	}
+	return last != "" && strings.Trim(last, "0123456789") == ""
+}
+
+// asciiHost is host as clients look it up: lower case and, for an
+// internationalised name, IDNA-mapped, as Go's HTTP client and browsers do
+// ("１２７。０。０。１" is 127.0.0.1, "ＬＯＣＡＬＨＯＳＴ" is localhost).
+func asciiHost(host string) string {
+	host = strings.ToLower(host)
+	if strings.ContainsFunc(host, func(r rune) bool { return r >= utf8.RuneSelf }) {
+		if a, err := idna.Lookup.ToASCII(host); err == nil {
+			return a
+		}
+	}
+	return host
 }
 
 // LiteralForbidden reports whether u's host is, without any DNS lookup, a
@@ -73,7 +108,7 @@ func CheckURL(raw string) (*url.URL, error) {
 // literal IP in a denied range. Names are not resolved here — the answer
 // could change before the dial — the client from NewClient checks those.
 func LiteralForbidden(u *url.URL) bool {
-	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	host := strings.TrimSuffix(asciiHost(u.Hostname()), ".")
 	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
 		return true
 	}

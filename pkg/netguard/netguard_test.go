@@ -52,6 +52,61 @@ func TestCheckURL(t *testing.T) {
 	}
 }
 
+// An IPv4 address may be written only as a canonical dotted quad. Legacy
+// forms (inet_aton: 1 to 4 parts, decimal, octal or hex) and anything else
+// whose last label is a number are what resolvers and browsers turn into an
+// address, so they are refused outright, private or not; a canonical
+// address goes on to LiteralForbidden.
+func TestCheckURLIPv4Forms(t *testing.T) {
+	cases := map[string]bool{ // host → accepted
+		"127.0.0.1":           true,
+		"10.0.0.1":            true,
+		"8.8.8.8":             true,
+		"0.0.0.0":             true,
+		"[::1]":               true,
+		"[::ffff:127.0.0.1]":  true,
+		"[::ffff:7f00:1]":     true,
+		"example.com":         true,
+		"example.com.":        true,
+		"1.2.3.4.example.com": true,
+		"0x7f.example.com":    true,
+		"a.0xg":               true, // not a hex number: a name
+		"127.1":               false,
+		"127.0.1":             false,
+		"0x7f.1":              false,
+		"0X7F.0.0.1":          false,
+		"0x7f000001":          false,
+		"2130706433":          false,
+		"0177.0.0.1":          false,
+		"0177.1":              false,
+		"127.0.0.01":          false,
+		"127.0.0.1.":          false,
+		"0x7f.0.0x0.1":        false,
+		"0x7f.0.0.1.":         false,
+		"017700000001":        false,
+		"1.2.3.4.5":           false,
+		"256.0.0.1":           false,
+		"8.8.8.08":            false,
+		"0x":                  false, // 0.0.0.0 to a browser
+		"example.123":         false, // no registrable name ends in a number
+		"example.0x1f":        false,
+		"１２７。０。０。１":           false, // full-width digits and ideographic dots map to 127.0.0.1
+		"１０.０.０.１":            false,
+	}
+	for host, ok := range cases {
+		raw := "http://" + host + ":8080/hook"
+		_, err := CheckURL(raw)
+		switch {
+		case ok && err != nil:
+			t.Errorf("CheckURL(%q) = %v, want ok", raw, err)
+		case !ok && err == nil:
+			t.Errorf("CheckURL(%q) ok, want it refused", raw)
+		case !ok && !errors.Is(err, ErrInvalidURL):
+			t.Errorf("CheckURL(%q) = %v, want it to wrap ErrInvalidURL", raw, err)
+		}
+	}
+}
+
 func TestLiteralForbidden(t *testing.T) {
 	cases := map[string]bool{
 		"http://localhost/":                true,
@@ -71,6 +126,8 @@ func TestLiteralForbidden(t *testing.T) {
 		"http://[fd00::1]/":                true, // ULA
 		"http://[::ffff:127.0.0.1]/":       true,
 		"http://[::ffff:10.0.0.1]/":        true,
+		"http://ＬＯＣＡＬＨＯＳＴ/":                true, // what a browser or Go's client calls "localhost"
+		"http://api.ｌｏｃａｌｈｏｓｔ/":            true,
 		"http://8.8.8.8/":                  false,
 		"http://[2001:4860:4860::8888]/":   false,
 		"http://example.com/":              false, // names are checked when dialled

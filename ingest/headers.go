@@ -7,12 +7,13 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"unicode"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/scangate/scangate/pkg/events"
 	"github.com/scangate/scangate/pkg/ids"
+	"github.com/scangate/scangate/pkg/names"
 	"github.com/scangate/scangate/pkg/netguard"
 )
 
@@ -35,55 +36,26 @@ func percentDecode(v string) string {
 	return v
 }
 
-// maxNameBytes bounds display names and paths (a typical filesystem limit).
-const maxNameBytes = 255
-
-// sanitizeName makes a client-supplied file name safe to show and store:
-// path separators, "<", ">" and control characters go, invalid UTF-8 is
-// replaced, and it is cut to maxNameBytes on a character boundary.
-func sanitizeName(s string) string {
-	return truncate(strings.TrimSpace(strings.Map(func(r rune) rune {
-		switch {
-		case r == '<' || r == '>' || r == '/' || r == '\\':
-			return -1
-		case unicode.IsControl(r) || r == unicode.ReplacementChar:
-			return -1
-		}
-		return r
-	}, strings.ToValidUTF8(s, ""))), maxNameBytes)
-}
-
-// sanitizePath is sanitizeName for original_file_path: separators stay.
-func sanitizePath(s string) string {
-	return truncate(strings.TrimSpace(strings.Map(func(r rune) rune {
-		if r == '<' || r == '>' || unicode.IsControl(r) {
-			return -1
-		}
-		return r
-	}, strings.ToValidUTF8(s, ""))), 4*maxNameBytes)
-}
-
+// truncate cuts s to at most n bytes on a character boundary.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	for n > 0 && !utf8RuneStart(s[n]) {
+	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
 	return s[:n]
 }
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 // fileMeta reads what a client says about a file from the headers that
 // POST /file and POST /file/multipart share. Every check happens here,
 // before any byte is stored.
 func (s *Server) fileMeta(c *fiber.Ctx) (events.FileMeta, error) {
 	m := events.FileMeta{
-		DisplayName:      sanitizeName(header(c, "filename")),
-		UserAgent:        truncate(header(c, "user_agent"), maxNameBytes),
-		Source:           truncate(header(c, "source"), maxNameBytes),
-		OriginalFilePath: sanitizePath(header(c, "original_file_path")),
+		DisplayName:      names.Display(header(c, "filename")),
+		UserAgent:        truncate(header(c, "user_agent"), names.MaxBytes),
+		Source:           truncate(header(c, "source"), names.MaxBytes),
+		OriginalFilePath: names.ClientPath(header(c, "original_file_path")),
 	}
 	rule := header(c, "rule")
 	if rule == "" {

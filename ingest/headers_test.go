@@ -4,44 +4,14 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"strings"
+	"net/url"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/scangate/scangate/pkg/config"
 	"github.com/scangate/scangate/pkg/workflow"
 )
-
-func TestSanitizeName(t *testing.T) {
-	for in, want := range map[string]string{
-		"report.pdf":          "report.pdf",
-		"../../etc/passwd":    "....etcpasswd",
-		`C:\Users\x\evil.exe`: "C:Usersxevil.exe",
-		"<script>a.html":      "scripta.html",
-		"  spaced name.txt  ": "spaced name.txt",
-		"nul\x00byte\r\n.txt": "nulbyte.txt",
-		"bad\xffutf8.txt":     "badutf8.txt",
-		"résumé 履歴書.docx":     "résumé 履歴書.docx",
-		"":                    "",
-	} {
-		if got := sanitizeName(in); got != want {
-			t.Errorf("sanitizeName(%q) = %q, want %q", in, got, want)
-		}
-	}
-	long := strings.Repeat("é", 200) // 400 bytes
-	got := sanitizeName(long)
-	if len(got) > maxNameBytes || !utf8.ValidString(got) {
-		t.Errorf("long name cut to %d bytes, valid UTF-8 %v", len(got), utf8.ValidString(got))
-	}
-}
-
-func TestSanitizePathKeepsSeparators(t *testing.T) {
-	if got := sanitizePath(`C:\in\<x>.doc`); got != `C:\in\x.doc` {
-		t.Errorf("sanitizePath = %q", got)
-	}
-}
 
 func TestParseMetadata(t *testing.T) {
 	ok := map[string]string{
@@ -134,6 +104,29 @@ func TestCallbackURLForms(t *testing.T) {
 			t.Errorf("%s %s (private allowed %v): %d %v, want accepted", tc.header, tc.url, tc.allowPrivate, code, out)
 		case tc.err != "" && (code != http.StatusBadRequest || out["err"] != tc.err):
 			t.Errorf("%s %s (private allowed %v): %d %v, want 400 %q", tc.header, tc.url, tc.allowPrivate, code, out, tc.err)
+		}
+	}
+}
+
+// A display name carries no invisible characters: a right-to-left override
+// turns "invoice‮fdp.exe" into what reads as "invoiceexe.pdf".
+func TestDisplayNameCleaned(t *testing.T) {
+	cases := map[string]string{
+		"invoice\u202efdp.exe":    "invoicefdp.exe",
+		"report.pdf":              "report.pdf",
+		"../../etc/passwd":        "....etcpasswd", // separators stripped, as API.md says
+		"..":                      "",
+		"résumé 履歴書.docx":         "résumé 履歴書.docx",
+		"  spaced\u00a0name.txt ": "spaced\u00a0name.txt",
+	}
+	for _, r := range []rune{0x200e, 0x200f, 0x202a, 0x202b, 0x202c, 0x202d, 0x202e, 0x2066, 0x2067, 0x2068, 0x2069,
+		0x061c, 0x200b, 0x200d, 0x2060, 0xfeff, 0x00ad, 0xe0041} {
+		cases["a"+string(r)+"b.txt"] = "ab.txt"
+	}
+	for in, want := range cases {
+		code, out := fileMetaOf(t, Options{}, map[string]string{"filename": url.PathEscape(in)})
+		if code != http.StatusOK || out["display_name"] != want {
+			t.Errorf("filename %q: %d display_name %q, want %q", in, code, out["display_name"], want)
 		}
 	}
 }

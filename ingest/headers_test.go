@@ -1,10 +1,12 @@
 package ingest
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/gofiber/fiber/v2"
@@ -129,4 +131,57 @@ func TestDisplayNameCleaned(t *testing.T) {
 			t.Errorf("filename %q: %d display_name %q, want %q", in, code, out["display_name"], want)
 		}
 	}
+}
+
+// nested is an object with objects and, innermost, an array: depth levels.
+func nested(depth int) string {
+	return strings.Repeat(`{"a":`, depth-1) + `[1,"x",true,null]` + strings.Repeat("}", depth-1)
+}
+
+func TestMetadataLimits(t *testing.T) {
+	ok := map[string]string{
+		`{"a": 1e308, "b": -1e-999}`:    `{"a":1e308,"b":-1e-999}`,
+		`{"big": 12345678901234567890}`: `{"big":12345678901234567890}`, // kept as sent
+		nested(maxMetadataDepth):        nested(maxMetadataDepth),
+		`%7B%22p%22%3A%2250%25%22%7D`:   `{"p":"50%"}`,
+		`{"p": "50%", "q": "%7B"}`:      `{"p":"50%","q":"%7B"}`,
+	}
+	for in, want := range ok {
+		code, out := fileMetaOf(t, Options{}, map[string]string{"metadata": in})
+		if code != http.StatusOK || !bytes.Equal(canonical(t, out["metadata"]), canonical(t, json.RawMessage(want))) {
+			t.Errorf("metadata %.60q: %d %v, want it accepted as %.60s", in, code, out["err"], want)
+		}
+	}
+	for _, bad := range []string{
+		`{"a":1e999}`,
+		`{"a":[1,{"b":-1e400}]}`,
+		`{"a":1e309}`,
+		nested(maxMetadataDepth + 1),
+		nested(2000),
+		`{"a":` + strings.Repeat("[", 2000) + strings.Repeat("]", 2000) + `}`,
+		`{"a":` + strings.Repeat("[", 2000),
+		`[1]`, `"x"`, `null`, `1`, `{`, `%7B`, `{nope`, `{"a":1} {"b":2}`, `{"a":1}]`,
+	} {
+		code, out := fileMetaOf(t, Options{}, map[string]string{"metadata": bad})
+		if code != http.StatusBadRequest || out["err"] != "Invalid metadata." {
+			t.Errorf("metadata %.60q: %d %.100v, want 400 Invalid metadata.", bad, code, out)
+		}
+	}
+}
+
+// canonical is v as JSON with object keys sorted and numbers as sent.
+func canonical(t *testing.T, v any) []byte {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var x any
+	if err := dec.Decode(&x); err != nil {
+		t.Fatalf("%s: %v", raw, err)
+	}
+	out, _ := json.Marshal(x)
+	return out
 }

@@ -7,8 +7,10 @@ import (
 	"compress/gzip"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +39,12 @@ func TestArchiveChildrenAndWorst(t *testing.T) {
 	for _, f := range files {
 		m := f.(map[string]any)
 		byName[str(m["display_name"])] = m
+	}
+	// Names that climb out of the archive are shown cleaned, as relative paths.
+	for _, name := range []string{"docs/readme.txt", "bin/data.bin", "eicar.com", "evil.txt", "abs/path.txt"} {
+		if byName[name] == nil {
+			t.Errorf("no child named %q among %q", name, slices.Sorted(maps.Keys(byName)))
+		}
 	}
 	bad := byName["eicar.com"]
 	if bad == nil || bad["scan_all_result_i"] != float64(1) || ef["worst_data_id"] != bad["data_id"] {

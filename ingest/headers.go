@@ -3,16 +3,19 @@ package ingest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strconv"
 	"strings"
-	"unicode"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/scangate/scangate/pkg/events"
 	"github.com/scangate/scangate/pkg/ids"
+	"github.com/scangate/scangate/pkg/names"
 	"github.com/scangate/scangate/pkg/netguard"
 )
 
@@ -35,55 +38,26 @@ func percentDecode(v string) string {
 	return v
 }
 
-// maxNameBytes bounds display names and paths (a typical filesystem limit).
-const maxNameBytes = 255
-
-// sanitizeName makes a client-supplied file name safe to show and store:
-// path separators, "<", ">" and control characters go, invalid UTF-8 is
-// replaced, and it is cut to maxNameBytes on a character boundary.
-func sanitizeName(s string) string {
-	return truncate(strings.TrimSpace(strings.Map(func(r rune) rune {
-		switch {
-		case r == '<' || r == '>' || r == '/' || r == '\\':
-			return -1
-		case unicode.IsControl(r) || r == unicode.ReplacementChar:
-			return -1
-		}
-		return r
-	}, strings.ToValidUTF8(s, ""))), maxNameBytes)
-}
-
-// sanitizePath is sanitizeName for original_file_path: separators stay.
-func sanitizePath(s string) string {
-	return truncate(strings.TrimSpace(strings.Map(func(r rune) rune {
-		if r == '<' || r == '>' || unicode.IsControl(r) {
-			return -1
-		}
-		return r
-	}, strings.ToValidUTF8(s, ""))), 4*maxNameBytes)
-}
-
+// truncate cuts s to at most n bytes on a character boundary.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	for n > 0 && !utf8RuneStart(s[n]) {
+	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
 	return s[:n]
 }
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 // fileMeta reads what a client says about a file from the headers that
 // POST /file and POST /file/multipart share. Every check happens here,
 // before any byte is stored.
 func (s *Server) fileMeta(c *fiber.Ctx) (events.FileMeta, error) {
 	m := events.FileMeta{
-		DisplayName:      sanitizeName(header(c, "filename")),
-		UserAgent:        truncate(header(c, "user_agent"), maxNameBytes),
-		Source:           truncate(header(c, "source"), maxNameBytes),
-		OriginalFilePath: sanitizePath(header(c, "original_file_path")),
+		DisplayName:      names.Display(header(c, "filename")),
+		UserAgent:        truncate(header(c, "user_agent"), names.MaxBytes),
+		Source:           truncate(header(c, "source"), names.MaxBytes),
+		OriginalFilePath: names.ClientPath(header(c, "original_file_path")),
 	}
 	rule := header(c, "rule")
 	if rule == "" {
@@ -113,7 +87,7 @@ func (s *Server) fileMeta(c *fiber.Ctx) (events.FileMeta, error) {
 	}
 	if v := c.Get("metadata"); v != "" {
 		if m.Metadata, err = parseMetadata(v); err != nil {
-			return m, apiError(fiber.StatusBadRequest, "Invalid metadata header: want a JSON object.")
+			return m, apiError(fiber.StatusBadRequest, "Invalid metadata.")
 		}
 	}
 	m.ArchivePasswords = archivePasswords(c)
@@ -129,29 +103,66 @@ func (s *Server) checkTarget(raw string) (string, error) {
 		return "", err
 	}
 	if !s.opts.AllowPrivateCallbacks && netguard.LiteralForbidden(u) {
-		return "", fmt.Errorf("private address")
+		return "", fmt.Errorf("%w: %s", netguard.ErrForbidden, u.Hostname())
 	}
 	return u.String(), nil
 }
 
-// parseMetadata accepts a JSON object, raw or percent-encoded.
+// maxMetadataDepth bounds how deeply metadata may nest objects and arrays
+// (the top-level object is depth 1). Whoever reads the echoed metadata back
+// may decode it recursively.
+const maxMetadataDepth = 32
+
+// parseMetadata accepts a JSON object, raw or percent-encoded, that
+// checkMetadata passes, and returns it without insignificant space,
+// numbers and key order kept as sent. Its size is bounded by the request
+// header buffer.
 func parseMetadata(v string) (json.RawMessage, error) {
+	var err error
 	for _, cand := range []string{v, percentDecode(v)} {
-		var obj map[string]json.RawMessage
-		if cand != "" && json.Unmarshal([]byte(cand), &obj) == nil && obj != nil {
-			return json.RawMessage(compactJSON(cand)), nil
+		if err = checkMetadata(cand); err == nil {
+			var b bytes.Buffer
+			if err = json.Compact(&b, []byte(cand)); err == nil {
+				return b.Bytes(), nil
+			}
 		}
 	}
-	return nil, fmt.Errorf("not a JSON object")
+	return nil, fmt.Errorf("metadata: %w", err)
 }
 
-// compactJSON strips insignificant space, keeping numbers and key order as sent.
-func compactJSON(s string) []byte {
-	var b bytes.Buffer
-	if json.Compact(&b, []byte(s)) != nil {
-		return []byte(s)
+// checkMetadata walks s token by token, so hostile nesting costs no
+// recursion: it must be one JSON object, nested at most maxMetadataDepth
+// deep, whose numbers all fit a float64 (1e999 would be echoed as a number
+// no client can decode).
+func checkMetadata(s string) error {
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return errors.New("not a JSON object")
 	}
-	return b.Bytes()
+	for depth := 1; depth > 0; {
+		tok, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("malformed JSON: %w", err)
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			if depth++; depth > maxMetadataDepth {
+				return fmt.Errorf("nested deeper than %d levels", maxMetadataDepth)
+			}
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+		if n, ok := tok.(json.Number); ok {
+			if _, err := strconv.ParseFloat(n.String(), 64); err != nil {
+				return fmt.Errorf("number out of range: %w", err)
+			}
+		}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("data after the JSON object")
+	}
+	return nil
 }
 
 // archivePasswords collects archivepwd and archivepwd1..N (stopping at the

@@ -154,7 +154,8 @@ type outcome struct {
 }
 
 // attempt POSTs the payload to t once, with the Standard Webhooks headers.
-// The client's timeout bounds it, redirects included.
+// The client's timeout bounds it. A redirect is not followed: its 3xx is
+// the outcome.
 func (n *Notifier) attempt(ctx context.Context, t target, webhookID string, p *payload) outcome {
 	u, err := netguard.CheckURL(t.url)
 	if err != nil {
@@ -276,6 +277,8 @@ func (n *Notifier) record(st *State, out outcome, now time.Time) time.Duration {
 // describe says what went wrong with a retryable attempt.
 func (n *Notifier) describe(out outcome) string {
 	switch {
+	case out.err == nil && out.status >= 300 && out.status <= 399:
+		return fmt.Sprintf("receiver answered %d; redirects are not followed", out.status)
 	case out.err == nil:
 		return fmt.Sprintf("receiver answered %d", out.status)
 	case errors.Is(out.err, context.DeadlineExceeded):

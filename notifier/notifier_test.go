@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -132,13 +133,14 @@ func announce(t testing.TB, b *bus.Bus, ev *events.ScanDone, msgID string) {
 
 // hit is one request a receiver got.
 type hit struct {
+	method string
 	header http.Header
 	body   []byte
 	at     time.Time
 }
 
 // receiver is an httptest server answering the n-th request (from 1) with
-// status(n) and remembering every request.
+// answer(w, req, n) and remembering every request.
 type receiver struct {
 	*httptest.Server
 	mu   sync.Mutex
@@ -147,14 +149,19 @@ type receiver struct {
 
 func newReceiver(t *testing.T, status func(n int) int) *receiver {
 	t.Helper()
+	return newAnswering(t, func(w http.ResponseWriter, _ *http.Request, n int) { w.WriteHeader(status(n)) })
+}
+
+func newAnswering(t *testing.T, answer func(w http.ResponseWriter, req *http.Request, n int)) *receiver {
+	t.Helper()
 	r := &receiver{}
 	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		r.mu.Lock()
-		r.hits = append(r.hits, hit{header: req.Header.Clone(), body: body, at: time.Now()})
+		r.hits = append(r.hits, hit{method: req.Method, header: req.Header.Clone(), body: body, at: time.Now()})
 		n := len(r.hits)
 		r.mu.Unlock()
-		w.WriteHeader(status(n))
+		answer(w, req, n)
 	}))
 	t.Cleanup(r.Close)
 	return r
@@ -209,9 +216,25 @@ func waitState(t *testing.T, b *bus.Bus, dataID, want string) *State {
 	return s
 }
 
-// settle gives a wrongly scheduled extra attempt the chance to happen
-// before a test checks that none did.
-func settle(cfg config.WebhooksConfig) { time.Sleep(4 * cfg.Retry.MaxInterval) }
+// waitAcked waits until the notifier has acknowledged the first n
+// scan-done events of the stream. A delivery's state is written before its
+// event is acknowledged, and an acknowledged event is never handled again:
+// from then on no further attempt can be made for it.
+func waitAcked(t *testing.T, b *bus.Bus, n uint64) {
+	t.Helper()
+	ctx := context.Background()
+	waitFor(t, fmt.Sprintf("%d scan-done events to be acknowledged", n), func() bool {
+		c, err := b.JS.Consumer(ctx, events.StreamScans, events.ConsumerNotifier)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.AckFloor.Stream >= n && info.NumAckPending == 0 && info.NumPending == 0
+	})
+}
 
 func TestRetriedUntilAcceptedAndSigned(t *testing.T) {
 	b := newBus(t)
@@ -227,7 +250,7 @@ func TestRetriedUntilAcceptedAndSigned(t *testing.T) {
 	id, want := finish(t, b, target)
 
 	st := waitState(t, b, id, StateDelivered)
-	settle(cfg)
+	waitAcked(t, b, 1)
 
 	verifier, err := standardwebhooks.NewWebhook(cfg.Secret)
 	if err != nil {
@@ -260,6 +283,42 @@ func TestRetriedUntilAcceptedAndSigned(t *testing.T) {
 	}
 	if _, err := time.Parse(result.TimeFormat, st.RequestTime); err != nil {
 		t.Errorf("request_time %q: %v", st.RequestTime, err)
+	}
+}
+
+// A delivery is a POST of the result: a redirect is not followed (it would
+// arrive as a GET without the body), it is a failed attempt like any other.
+func TestRedirectIsAFailedAttempt(t *testing.T) {
+	b := newBus(t)
+	cfg := testConfig(t)
+	cfg.MaxAttempts = 2
+	moved := newReceiver(t, always(http.StatusOK))
+	rcv := newAnswering(t, func(w http.ResponseWriter, req *http.Request, _ int) {
+		http.Redirect(w, req, moved.URL+"/new-home", http.StatusFound)
+	})
+	startNotifier(t, b, cfg)
+	id, want := finish(t, b, rcv.URL)
+
+	var st *State
+	waitFor(t, "the delivery to settle", func() bool {
+		st = state(t, b, id)
+		return st != nil && st.Final()
+	})
+	waitAcked(t, b, 1)
+	if st.State != StateFailed || st.Attempts != 2 || st.StatusCode != http.StatusFound || !strings.Contains(st.LastError, "302") {
+		t.Errorf("state: %+v, want 2 failed attempts answered 302", st)
+	}
+	hits := rcv.all()
+	if len(hits) != 2 {
+		t.Errorf("receiver got %d attempts, want 2", len(hits))
+	}
+	for i, h := range hits {
+		if h.method != http.MethodPost || !bytes.Equal(h.body, want) {
+			t.Errorf("attempt %d: %s with %d bytes, want a POST of the result", i+1, h.method, len(h.body))
+		}
+	}
+	if n := moved.count(); n != 0 {
+		t.Errorf("the redirect target got %d requests, want none", n)
 	}
 }
 
@@ -297,7 +356,7 @@ func TestGoneStopsRetries(t *testing.T) {
 	id, _ := finish(t, b, rcv.URL)
 
 	waitState(t, b, id, StateGone)
-	settle(cfg)
+	waitAcked(t, b, 1)
 	if n := rcv.count(); n != 1 {
 		t.Errorf("receiver got %d attempts, want 1", n)
 	}
@@ -315,7 +374,7 @@ func TestFailedAfterMaxAttempts(t *testing.T) {
 	id, _ := finish(t, b, rcv.URL)
 
 	waitState(t, b, id, StateFailed)
-	settle(cfg)
+	waitAcked(t, b, 1)
 	if n := rcv.count(); n != 3 {
 		t.Errorf("receiver got %d attempts, want 3", n)
 	}
@@ -418,7 +477,7 @@ func TestPrivateTargetRefused(t *testing.T) {
 			t.Errorf("%s: state %+v, want failed at once with an explanation", target, st)
 		}
 	}
-	settle(cfg)
+	waitAcked(t, b, 3)
 	if n := rcv.count(); n != 0 {
 		t.Errorf("loopback receiver got %d requests, want none", n)
 	}
@@ -430,18 +489,7 @@ func TestNoCallbackIsAcknowledged(t *testing.T) {
 	id := ids.New()
 	announce(t, b, &events.ScanDone{DataID: id}, id)
 
-	ctx := context.Background()
-	waitFor(t, "the event to be acknowledged", func() bool {
-		c, err := b.JS.Consumer(ctx, events.StreamScans, events.ConsumerNotifier)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.Delivered.Stream >= 1 && info.NumAckPending == 0 && info.NumPending == 0
-	})
+	waitAcked(t, b, 1)
 	if st := state(t, b, id); st != nil {
 		t.Errorf("state written for a file without callback: %+v", st)
 	}
@@ -457,12 +505,7 @@ func TestDuplicateEventIsIdempotent(t *testing.T) {
 	before := waitState(t, b, id, StateDelivered)
 
 	announce(t, b, &events.ScanDone{DataID: id, CallbackURL: rcv.URL}, id+"-again") // escapes de-duplication
-	ctx := context.Background()
-	waitFor(t, "the duplicate to be acknowledged", func() bool {
-		c, _ := b.JS.Consumer(ctx, events.StreamScans, events.ConsumerNotifier)
-		info, err := c.Info(ctx)
-		return err == nil && info.Delivered.Stream >= 2 && info.NumAckPending == 0 && info.NumPending == 0
-	})
+	waitAcked(t, b, 2)
 	if n := rcv.count(); n != 1 {
 		t.Errorf("receiver got %d requests, want 1", n)
 	}

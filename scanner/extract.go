@@ -15,6 +15,7 @@ import (
 	"github.com/scangate/scangate/pkg/config"
 	"github.com/scangate/scangate/pkg/events"
 	"github.com/scangate/scangate/pkg/ids"
+	"github.com/scangate/scangate/pkg/names"
 	"github.com/scangate/scangate/pkg/result"
 	"github.com/scangate/scangate/scanner/archive"
 	"github.com/scangate/scangate/scanner/engines"
@@ -167,7 +168,8 @@ func (x *extraction) scanChild(ctx context.Context, archiveName string, e archiv
 	head, _ := br.Peek(filetype.HeadSize)
 	head = append([]byte(nil), head...)
 	ft := filetype.Detect(head)
-	meta := events.FileMeta{DisplayName: e.Name, Workflow: x.wf.Name, ArchivePasswords: x.root.Meta.ArchivePasswords}
+	display := names.ArchivePath(e.Name)
+	meta := events.FileMeta{DisplayName: display, Workflow: x.wf.Name, ArchivePasswords: x.root.Meta.ArchivePasswords}
 	rec := result.New(id, 0, events.Hashes{}, meta, x.root.UploadedAt, result.InProgress)
 	rec.Result.FileInfo.FileType, rec.Result.FileInfo.FileTypeDescription, rec.Result.FileInfo.FileTypeExtension = ft.MIME, ft.Description, ft.Extension
 
@@ -223,7 +225,7 @@ func (x *extraction) scanChild(ctx context.Context, archiveName string, e archiv
 	if _, err := s.results.Put(ctx, rec, 0); err != nil && !errors.Is(err, result.ErrConflict) {
 		return childOutcome{}, err
 	}
-	sum := result.ArchiveFile{DataID: id, DisplayName: e.Name, FileSize: size, FileType: ft.MIME,
+	sum := result.ArchiveFile{DataID: id, DisplayName: display, FileSize: size, FileType: ft.MIME,
 		FileTypeDescription: ft.Description, ScanAllResultI: code, ScanAllResultA: result.CodeName(code),
 		DetectedBy: rec.Result.ScanResults.TotalDetectedAVs, ScannedWith: rec.Result.ScanResults.TotalAVs,
 		ProgressPercentage: 100}

@@ -2,7 +2,7 @@
 // operators did not mean to expose: loopback, private networks, link-local
 // and metadata services (SSRF). Ingest uses it to refuse bad webhook URLs
 // early; the notifier dials through it, so the address actually connected to
-// is checked, whatever a name resolves to and wherever a redirect points.
+// is checked, whatever a name resolves to.
 package netguard
 
 import (
@@ -16,21 +16,20 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"code.dny.dev/ssrf"
+	"golang.org/x/net/idna"
 )
 
 // MaxURLLength bounds a target URL; longer ones are refused.
 const MaxURLLength = 2048
 
-// MaxRedirects is how many redirects a guarded client follows.
-const MaxRedirects = 5
-
 // ErrInvalidURL: the URL is not an absolute http(s) URL scangate will call.
 var ErrInvalidURL = errors.New("invalid target URL")
 
-// ErrForbidden: the target is (or resolved to, or redirected to) an address
-// in a range that is not allowed.
+// ErrForbidden: the target is (or resolved to) an address in a range that
+// is not allowed.
 var ErrForbidden = errors.New("forbidden target address")
 
 // guardian holds the library's denied sets (IANA special-purpose IPv4
@@ -41,7 +40,8 @@ var guardian = ssrf.New(ssrf.WithAnyPort(), ssrf.WithAnyNetwork())
 
 // CheckURL parses raw and checks that it is something scangate may call: an
 // absolute http or https URL with a host, no userinfo, at most MaxURLLength
-// bytes. Errors wrap ErrInvalidURL.
+// bytes, and an IPv4 address only as a canonical dotted quad. Errors wrap
+// ErrInvalidURL.
 func CheckURL(raw string) (*url.URL, error) {
 	if raw == "" {
 		return nil, fmt.Errorf("%w: empty", ErrInvalidURL)
@@ -68,7 +68,39 @@ func CheckURL(raw string) (*url.URL, error) {
 			return nil, fmt.Errorf("%w: port %q out of range", ErrInvalidURL, p)
 		}
 	}
+	// Resolvers (inet_aton) and browsers read 127.1, 0x7f.1, 2130706433,
+	// 0177.0.0.1 and 127.0.0.1. as 127.0.0.1. Rather than follow every
+	// spelling, such a host is refused unless it is the dotted quad
+	// netip parses (LiteralForbidden then judges the address).
+	if _, err := netip.ParseAddr(u.Hostname()); err != nil && endsInNumber(asciiHost(u.Hostname())) {
+		return nil, fmt.Errorf("%w: host %q is an IPv4 address not written as a dotted quad", ErrInvalidURL, u.Hostname())
+	}
 	return u, nil
+}
+
+// endsInNumber reports whether a host is meant as an IPv4 address: its last
+// label (ignoring one trailing dot) is a decimal or 0x-hex number. It is the
+// URL Standard's test; no top-level domain is a number.
+func endsInNumber(host string) bool {
+	host = strings.TrimSuffix(host, ".")
+	last := host[strings.LastIndexByte(host, '.')+1:]
+	if hex, ok := strings.CutPrefix(last, "0x"); ok {
+		return strings.Trim(hex, "0123456789abcdef") == ""
+	}
+	return last != "" && strings.Trim(last, "0123456789") == ""
+}
+
+// asciiHost is host as clients look it up: lower case and, for an
+// internationalised name, IDNA-mapped, as Go's HTTP client and browsers do
+// ("１２７。０。０。１" is 127.0.0.1, "ＬＯＣＡＬＨＯＳＴ" is localhost).
+func asciiHost(host string) string {
+	host = strings.ToLower(host)
+	if strings.ContainsFunc(host, func(r rune) bool { return r >= utf8.RuneSelf }) {
+		if a, err := idna.Lookup.ToASCII(host); err == nil {
+			return a
+		}
+	}
+	return host
 }
 
 // LiteralForbidden reports whether u's host is, without any DNS lookup, a
@@ -76,7 +108,7 @@ func CheckURL(raw string) (*url.URL, error) {
 // literal IP in a denied range. Names are not resolved here — the answer
 // could change before the dial — the client from NewClient checks those.
 func LiteralForbidden(u *url.URL) bool {
-	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	host := strings.TrimSuffix(asciiHost(u.Hostname()), ".")
 	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
 		return true
 	}
@@ -88,10 +120,12 @@ func LiteralForbidden(u *url.URL) bool {
 }
 
 // NewClient returns an HTTP client for calling user-supplied URLs. Unless
-// allowPrivate, every connection it opens — to the first target and to each
-// redirect — is checked against the denied ranges at dial time, on the
-// resolved address, so DNS tricks (a name resolving to 127.0.0.1, rebinding)
-// do not get through. timeout bounds a whole request, redirects included.
+// allowPrivate, every connection it opens is checked against the denied
+// ranges at dial time, on the resolved address, so DNS tricks (a name
+// resolving to 127.0.0.1, rebinding) do not get through. It follows no
+// redirects: the 3xx is the caller's answer (a redirected POST arrives as a
+// GET without its body, somewhere the caller never chose). timeout bounds a
+// whole request.
 func NewClient(allowPrivate bool, timeout time.Duration) *http.Client {
 	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
 	if !allowPrivate {
@@ -110,9 +144,11 @@ func NewClient(allowPrivate bool, timeout time.Duration) *http.Client {
 		ExpectContinueTimeout: time.Second,
 	}
 	return &http.Client{
-		Transport:     transport,
-		Timeout:       timeout,
-		CheckRedirect: checkRedirect(allowPrivate),
+		Transport: transport,
+		Timeout:   timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
 	}
 }
 
@@ -122,23 +158,4 @@ func control(network, address string, c syscall.RawConn) error {
 		return fmt.Errorf("%w: %w", ErrForbidden, err)
 	}
 	return nil
-}
-
-// checkRedirect follows at most MaxRedirects redirects, each to a URL that
-// passes CheckURL. A literal forbidden address is refused here already for a
-// clearer error; the dial guard would refuse it (and any name) anyway.
-func checkRedirect(allowPrivate bool) func(*http.Request, []*http.Request) error {
-	return func(req *http.Request, via []*http.Request) error {
-		if len(via) > MaxRedirects {
-			return fmt.Errorf("stopped after %d redirects", MaxRedirects)
-		}
-		u, err := CheckURL(req.URL.String())
-		if err != nil {
-			return fmt.Errorf("%w: redirect: %w", ErrForbidden, err)
-		}
-		if !allowPrivate && LiteralForbidden(u) {
-			return fmt.Errorf("%w: redirect to %s", ErrForbidden, u.Host)
-		}
-		return nil
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -376,4 +377,99 @@ func startNodeTapped(t *testing.T, cfg *config.Config) (*node.Node, *logTap) {
 	}
 	t.Cleanup(func() { _ = n.Close() })
 	return n, tap
+}
+
+// An upload partition that moves from assembler A to B and back to A (a
+// rolling restart) completes the file: A finds its cached session behind
+// what B applied and rebuilds it from the stream instead of trusting it.
+func TestPartitionMovesAwayAndBack(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.NATS.Listen = "127.0.0.1:0"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	first, err := node.Start(context.Background(), cfg, []node.Role{node.Ingest, node.Scanner, node.Notifier}, "test", testLog{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = first.Close() })
+	assemblerAt := func(dataDir string) *node.Node {
+		c := testConfig(t)
+		c.DataDir = dataDir
+		c.NATS.URL = first.NATSURL()
+		c.Blob.Store = "fs"
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		n, err := node.Start(context.Background(), c, []node.Role{node.Assembler}, "test", testLog{t})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Both assemblers use the first node's blob directory through a shared
+	// data dir layout: the fs store lives under <data>/blobs.
+	dirA, dirB := t.TempDir(), t.TempDir()
+	shareBlobs := func(dir string) {
+		if err := os.Symlink(filepath.Join(cfg.DataDir, "blobs"), filepath.Join(dir, "blobs")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shareBlobs(dirA)
+	shareBlobs(dirB)
+	ctx := context.Background()
+	handOver := func(id string) {
+		// The pinned owner is gone; let the next one take over at once
+		// rather than after the pin's time to live.
+		p := events.Partition(id, first.Bus().Opts.Partitions)
+		for _, c := range []struct{ stream, consumer, group string }{
+			{events.StreamUploads, events.AssemblerConsumer(p), events.AssemblerGroup},
+			{events.StreamResults, events.RecorderConsumer(p), events.RecorderGroup},
+		} {
+			st, err := first.Bus().JS.Stream(ctx, c.stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = st.UnpinConsumer(ctx, c.consumer, c.group)
+		}
+	}
+
+	const part, parts = 64 << 10, 4
+	file := randomBytes(t, part*parts)
+	total := int64(len(file))
+	send := func(id string, i int) {
+		if code, out := sendPart(t, first.URL(""), id, int64(i*part), file[i*part:(i+1)*part], total); code != 200 {
+			t.Fatalf("part %d: %d %v", i, code, out)
+		}
+	}
+	applied := func(id string, n int) {
+		waitFor(t, fmt.Sprintf("%d parts applied", n), func() bool {
+			return sessionStatus(t, first.URL(""), id)["received_length"] == float64(n*part)
+		})
+	}
+
+	a := assemblerAt(dirA)
+	id := openMultipart(t, first.URL(""), total, nil)
+	send(id, 0)
+	applied(id, 1)
+	_ = a.Close()
+	handOver(id)
+
+	b := assemblerAt(dirB)
+	send(id, 1)
+	send(id, 2)
+	applied(id, 3)
+	_ = b.Close()
+	handOver(id)
+
+	a = assemblerAt(dirA) // its cache still says one part
+	t.Cleanup(func() { _ = a.Close() })
+	send(id, 3)
+	r := waitResult(t, first.URL(""), id)
+	if path(r, "file_info", "sha256") != digestsOf(file).sha256 || path(r, "scan_results", "scan_all_result_i") != float64(0) {
+		t.Errorf("after A→B→A: %v %v", r["file_info"], r["scan_results"])
+	}
+	if st := sessionStatus(t, first.URL(""), id); st["status"] != "complete" {
+		t.Errorf("session after A→B→A: %v", st)
+	}
 }

@@ -169,7 +169,7 @@ func (a *Assembler) handle(ctx context.Context, p int, msg jetstream.Msg) {
 			_ = msg.Nak() // shutting down: the next owner redoes it
 			return
 		}
-		log.Error().Err(err).Msg(what + "; will retry")
+		log.Error().Err(a.b.Check(err)).Msg(what + "; will retry")
 		_ = msg.NakWithDelay(time.Second)
 	}
 	view, viewRev, err := a.sessions.Get(ctx, ev.DataID)

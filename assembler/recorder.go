@@ -63,7 +63,7 @@ func (r *recorder) handle(ctx context.Context, msg jetstream.Msg) {
 				_ = msg.Nak()
 				return
 			}
-			log.Error().Err(err).Msg("recording result event failed; will retry")
+			log.Error().Err(r.b.Check(err)).Msg("recording result event failed; will retry")
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}

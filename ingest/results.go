@@ -322,6 +322,11 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 	} else {
 		checks["jetstream"] = "ok"
 	}
+	if err := s.b.StoreFailure(); err != nil {
+		fail("store", err)
+	} else {
+		checks["store"] = "ok"
+	}
 	if err := s.checkDisk(0); err != nil {
 		fail("disk", err)
 	} else {

@@ -83,13 +83,19 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "scangate %s: %v\n", cmd, err)
 		return 1
 	}
-	<-ctx.Done()
-	n.Log().Info().Msg("shutting down")
+	code := 0
+	select {
+	case <-ctx.Done():
+		n.Log().Info().Msg("shutting down")
+	case err := <-n.Failed():
+		fmt.Fprintf(stderr, "scangate %s: %v\n", cmd, err)
+		code = 1
+	}
 	if err := n.Close(); err != nil {
 		n.Log().Error().Err(err).Msg("shutdown")
 		return 1
 	}
-	return 0
+	return code
 }
 
 // loadConfig applies, in order: built-in defaults, --config, SCANGATE_*

@@ -12,8 +12,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
@@ -53,14 +55,18 @@ type Node struct {
 	http     *ingest.Server
 	addr     net.Addr // where the HTTP API listens, when ingest runs
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	runCtx  context.Context // ends when the node shuts down
+	closing atomic.Bool     // Close has begun: roles returning now are expected
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	failed  chan error // the first role or component that stopped with an error
 }
 
 // Start brings up NATS and the given roles. It returns once the HTTP API
 // (if any) accepts connections.
 func Start(ctx context.Context, cfg *config.Config, roles []Role, version string, logOut io.Writer) (_ *Node, err error) {
-	n := &Node{cfg: cfg, log: logging.New(cfg.Log, logOut)}
+	n := &Node{cfg: cfg, log: logging.New(cfg.Log, logOut), failed: make(chan error, 1)}
+	n.runCtx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -77,8 +83,17 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 		return nil, err
 	}
 	wfs := workflow.NewSet(cfg.Workflows)
-	runCtx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
+	runCtx := n.runCtx
+	n.bus.OnStoreFailure(func(err error) {
+		if n.embedded != nil {
+			// Our own server's store refuses writes; it recovers only
+			// when it starts again (after space is freed).
+			n.fail(fmt.Errorf("the embedded JetStream store refuses writes: %w", err))
+		}
+	})
+	if n.embedded != nil {
+		n.wg.Go(n.watchJetStream)
+	}
 
 	for _, r := range roles {
 		switch r {
@@ -183,17 +198,75 @@ func (n *Node) blobStore(ctx context.Context) (blob.Store, error) {
 	return blob.NewFS(filepath.Join(n.cfg.DataDir, "blobs"))
 }
 
+// goRun runs a role until it returns. A role that returns while the node
+// is not shutting down — with an error or without — fails the node: the
+// process then ends with a non-zero exit and its supervisor restarts it,
+// rather than living on half-dead behind a live listener.
 func (n *Node) goRun(name string, fn func() error) {
 	n.wg.Go(func() {
-		if err := fn(); err != nil {
-			n.log.Error().Err(err).Str("role", name).Msg("role stopped with an error")
+		err := fn()
+		if n.closing.Load() || n.runCtx.Err() != nil {
+			if err != nil {
+				n.log.Warn().Err(err).Str("role", name).Msg("role stopped with an error during shutdown")
+			}
+			return
 		}
+		if err == nil {
+			err = errors.New("stopped unexpectedly")
+		}
+		n.fail(fmt.Errorf("role %s: %w", name, err))
 	})
+}
+
+// fail records the node's first fatal error; Failed delivers it.
+func (n *Node) fail(err error) {
+	select {
+	case n.failed <- err:
+		n.log.Error().Err(err).Msg("scangate cannot go on; stopping so that it is restarted")
+	default:
+	}
+}
+
+// Failed delivers the error that ended the node's ability to work: a role
+// that stopped, or an embedded JetStream server that disabled itself. The
+// command line then shuts the node down and exits non-zero.
+func (n *Node) Failed() <-chan error { return n.failed }
+
+// jetStreamCheckEvery is how often the embedded server is checked.
+const jetStreamCheckEvery = time.Second
+
+// watchJetStream fails the node when the embedded server turns JetStream
+// off (it does so on a critical store error, such as a full disk): nothing
+// could be accepted any more, yet the HTTP API would still answer.
+func (n *Node) watchJetStream() {
+	t := time.NewTicker(jetStreamCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.runCtx.Done():
+			return
+		case <-t.C:
+		}
+		if !n.embedded.Server.JetStreamEnabled() {
+			n.fail(errors.New("the embedded JetStream server disabled itself (see its log above: out of disk space?)"))
+			return
+		}
+	}
+}
+
+// EmbeddedServer is the in-process NATS server (nil when the node joined
+// an external one).
+func (n *Node) EmbeddedServer() *server.Server {
+	if n.embedded == nil {
+		return nil
+	}
+	return n.embedded.Server
 }
 
 // Close stops the roles (the HTTP API first, so no new work arrives),
 // drains the NATS connection and stops the embedded server.
 func (n *Node) Close() error {
+	n.closing.Store(true)
 	var errs []error
 	if n.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -10,6 +10,8 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -112,7 +114,60 @@ type Bus struct {
 	Sessions jetstream.KeyValue
 	Nodes    jetstream.KeyValue
 	Opts     Options
+
+	storeMu      sync.Mutex
+	storeFailure error
+	onStore      func(error)
 }
+
+// OnStoreFailure registers fn to hear of the first store failure Check sees.
+func (b *Bus) OnStoreFailure(fn func(error)) {
+	b.storeMu.Lock()
+	defer b.storeMu.Unlock()
+	b.onStore = fn
+}
+
+// StoreFailure is the store failure Check saw, if any: a server whose store
+// refuses writes (a full disk, an I/O error) is not ready.
+func (b *Bus) StoreFailure() error {
+	b.storeMu.Lock()
+	defer b.storeMu.Unlock()
+	return b.storeFailure
+}
+
+// Check passes err through, noting it when it says JetStream could not
+// write to its store: such a server refuses every later write to that
+// stream until it restarts.
+func (b *Bus) Check(err error) error {
+	if !IsStoreFailure(err) {
+		return err
+	}
+	b.storeMu.Lock()
+	first := b.storeFailure == nil
+	if first {
+		b.storeFailure = err
+	}
+	fn := b.onStore
+	b.storeMu.Unlock()
+	if first && fn != nil {
+		fn(err)
+	}
+	return err
+}
+
+// IsStoreFailure recognises JetStream's "store failed" answer when it is
+// about the disk (not a stream limit, which is the same code).
+func IsStoreFailure(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != jsErrCodeStreamStoreFailed {
+		return false
+	}
+	return !strings.Contains(apiErr.Description, "maximum")
+}
+
+// jsErrCodeStreamStoreFailed is nats-server's JSStreamStoreFailedF, which
+// nats.go does not name.
+const jsErrCodeStreamStoreFailed jetstream.ErrorCode = 10077
 
 // Open declares the topology (creating or updating it) and binds the buckets.
 func Open(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {

@@ -26,7 +26,7 @@ func (b *Bus) publish(ctx context.Context, subject, msgID string, v any) (*jetst
 	msg.Header.Set(events.HeaderMsgID, msgID)
 	ack, err := b.JS.PublishMsg(ctx, msg)
 	if err != nil {
-		return nil, fmt.Errorf("publish %s: %w", subject, err)
+		return nil, fmt.Errorf("publish %s: %w", subject, b.Check(err))
 	}
 	return ack, nil
 }

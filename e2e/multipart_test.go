@@ -175,12 +175,22 @@ func TestMultipartBadParts(t *testing.T) {
 	if code, _ := post("/file/multipart", "", "", nil, map[string]string{"total-length": "101", "rule": "NoParts"}); code != 403 {
 		t.Errorf("multipart on a rule without it: %d", code)
 	}
-	time.Sleep(200 * time.Millisecond)
-	if st := sessionStatus(t, n.URL(""), id); st["received_length"] != float64(0) {
+	// A valid part last: its event follows any a refused part might have
+	// sent, so once it is applied the count is final.
+	if code, out := sendPart(t, n.URL(""), id, 0, body[:10], 1000); code != 200 {
+		t.Fatalf("valid part: %d %v", code, out)
+	}
+	waitFor(t, "the valid part to be applied", func() bool {
+		st := sessionStatus(t, n.URL(""), id)
+		return st["received_length"] != float64(0)
+	})
+	if st := sessionStatus(t, n.URL(""), id); st["received_length"] != float64(10) {
 		t.Errorf("refused parts were counted: %v", st)
 	}
-	if blobs, _ := filepath.Glob(filepath.Join(n.Config().DataDir, "blobs", "*", id)); len(blobs) != 0 {
-		t.Errorf("refused parts left bytes: %v", blobs)
+	if blobs, _ := filepath.Glob(filepath.Join(n.Config().DataDir, "blobs", "*", id)); len(blobs) != 1 {
+		t.Errorf("blobs of the session: %v", blobs)
+	} else if fi, err := os.Stat(blobs[0]); err != nil || fi.Size() != 10 {
+		t.Errorf("refused parts left bytes: the file holds %v bytes, want only the valid part's 10", fi.Size())
 	}
 }
 
@@ -211,7 +221,14 @@ func TestMultipartAbortWithPartInFlight(t *testing.T) {
 		inFlight <- resp.StatusCode
 	}()
 	pw.Write(file[1<<20 : 1<<20+512<<10])
-	time.Sleep(200 * time.Millisecond) // the part is now being written
+	waitFor(t, "the part to be written", func() bool {
+		blobs, _ := filepath.Glob(filepath.Join(n.Config().DataDir, "blobs", "*", id))
+		if len(blobs) != 1 {
+			return false
+		}
+		fi, err := os.Stat(blobs[0])
+		return err == nil && fi.Size() > 1<<20
+	})
 
 	del, _ := http.NewRequest(http.MethodDelete, n.URL("/file/multipart/"+id), nil)
 	if code, out := do(t, del); code != 200 || out[id] != "cancelled" {
@@ -253,7 +270,7 @@ func TestMultipartTimeToLive(t *testing.T) {
 	if code, _ := sendPart(t, n.URL(""), id, 0, file[:500], total); code != 200 {
 		t.Fatal("part before expiry refused")
 	}
-	time.Sleep(1100 * time.Millisecond)
+	waitFor(t, "the session to time out", func() bool { return sessionStatus(t, n.URL(""), id)["status"] == "timed_out" })
 	if code, out := sendPart(t, n.URL(""), id, 500, file[500:], total); code != 410 || out["err"] != "Multipart uploading session timed out" {
 		t.Errorf("late part: %d %v", code, out)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"strconv"
 	"sync"
@@ -288,12 +287,7 @@ func (s *Server) storePart(c *fiber.Ctx, sess *session.Session, off, n int64) er
 		return errSessionCancelled
 	}
 	if err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || isNetErr(err) {
-			log.Info().Err(err).Msg("part cut short; send it again")
-			return apiError(fiber.StatusBadRequest, "Request body is shorter than Content-Length.")
-		}
-		log.Error().Err(err).Msg("storing part failed")
-		return apiError(fiber.StatusInternalServerError, "Failed to upload - could not store the part.")
+		return s.storeError(err, body, log)
 	}
 	// The abort may have landed on another node while we wrote: look again,
 	// and release what we wrote if so (the assembler may already have).

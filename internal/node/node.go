@@ -111,6 +111,7 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 			n.http = ingest.New(n.bus, blobs, ingest.Options{
 				Workflows:             wfs,
 				DiskReserve:           int64(cfg.Limits.DiskReserve),
+				MaxConnections:        cfg.Limits.MaxConnections,
 				AllowPrivateCallbacks: cfg.Webhooks.AllowPrivateTargets,
 				Version:               version,
 			}, n.log)

@@ -74,8 +74,9 @@ type AssemblerConfig struct {
 }
 
 type LimitsConfig struct {
-	DiskReserve ByteSize `yaml:"disk_reserve"`
-	MaxQueued   int64    `yaml:"max_queued"`
+	DiskReserve    ByteSize `yaml:"disk_reserve"`
+	MaxQueued      int64    `yaml:"max_queued"`
+	MaxConnections int      `yaml:"max_connections"`
 }
 
 type ScannerConfig struct {
@@ -339,6 +340,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxQueued < 1 {
 		bad("limits.max_queued: must be at least 1")
+	}
+	if c.Limits.MaxConnections < 1 {
+		bad("limits.max_connections: must be at least 1")
 	}
 	if c.Scanner.Workers < 1 {
 		bad("scanner.workers: must be at least 1")

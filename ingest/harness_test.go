@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -249,10 +248,4 @@ func exchange(t *testing.T, addr string, raw []byte) []response {
 // body bytes as requests would answer n times.
 func pipelined(n int) []byte {
 	return bytes.Repeat([]byte("GET /version HTTP/1.1\r\nHost: scangate\r\n\r\n"), n)
-}
-
-// isClosed reports whether the server has closed c (it reads EOF or a reset).
-func isClosed(br *bufio.Reader) bool {
-	_, err := br.ReadByte()
-	return err != nil && (errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "reset"))
 }

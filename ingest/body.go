@@ -72,7 +72,7 @@ const drainTimeout = 5 * time.Second
 // bytes of a body are never parsed as requests: either the body has been
 // read to its end (by the handler, or drained here when short), or the
 // connection closes after the answer.
-func (s *Server) finishBody(ctx *fasthttp.RequestCtx) {
+func finishBody(ctx *fasthttp.RequestCtx) {
 	r := ctx.RequestBodyStream()
 	if r == nil {
 		return // no body

@@ -90,7 +90,7 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Server
 		} else {
 			writeError(ctx, fiber.StatusNotImplemented, "Method not implemented.")
 		}
-		s.finishBody(ctx)
+		finishBody(ctx)
 	}
 	s.app.Use(recover.New(recover.Config{EnableStackTrace: true, StackTraceHandler: func(c *fiber.Ctx, _ any) {
 		c.Locals(panicStack, string(debug.Stack())) // logged with the error by errorHandler

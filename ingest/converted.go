@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"strconv"
 	"strings"
@@ -69,35 +70,51 @@ type readCloser struct {
 	io.Closer
 }
 
-// parseRange reads a single "bytes=a-b", "bytes=a-" or "bytes=-n" range;
-// no header (or a multi-range one, served whole) is the full body.
+// parseRange reads a single "bytes=a-b", "bytes=a-" or "bytes=-n" range
+// (RFC 9110 14.1.2); no header (or a multi-range one, served whole) is the
+// full body. Positions too large for an int64 are as good as infinite: a
+// last position or suffix length past the end reaches the end, a first
+// position past the end is unsatisfiable.
 func parseRange(h string, size int64) (start, end int64, partial bool, err error) {
 	spec, ok := strings.CutPrefix(strings.TrimSpace(h), "bytes=")
 	if !ok || strings.Contains(spec, ",") {
 		return 0, size, false, nil
 	}
+	errRange := errors.New("bad range")
 	first, last, ok := strings.Cut(spec, "-")
 	if !ok {
-		return 0, 0, false, errors.New("bad range")
+		return 0, 0, false, errRange
 	}
 	if first == "" { // suffix: the last n bytes
-		n, err := strconv.ParseInt(last, 10, 64)
-		if err != nil || n <= 0 {
-			return 0, 0, false, errors.New("bad range")
+		n, ok := rangePos(last)
+		if !ok || n == 0 || size == 0 {
+			return 0, 0, false, errRange
 		}
-		return max(0, size-n), size, true, nil
+		return size - min(n, size), size, true, nil
 	}
-	start, err = strconv.ParseInt(first, 10, 64)
-	if err != nil || start < 0 || start >= size {
-		return 0, 0, false, errors.New("bad range")
+	start, ok = rangePos(first)
+	if !ok || start >= size {
+		return 0, 0, false, errRange
 	}
 	end = size
 	if last != "" {
-		l, err := strconv.ParseInt(last, 10, 64)
-		if err != nil || l < start {
-			return 0, 0, false, errors.New("bad range")
+		l, ok := rangePos(last)
+		if !ok || l < start {
+			return 0, 0, false, errRange
 		}
-		end = min(size, l+1)
+		end = min(l, size-1) + 1
 	}
 	return start, end, true, nil
+}
+
+// rangePos parses a range position: digits only, saturating at MaxInt64.
+func rangePos(s string) (int64, bool) {
+	if s == "" || strings.Trim(s, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return math.MaxInt64, true // only a range error is left
+	}
+	return n, true
 }

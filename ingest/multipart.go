@@ -321,16 +321,16 @@ func (s *Server) receive(c *fiber.Ctx, sess *session.Session, key string, off, n
 	defer cancel(nil)
 	defer s.parts.add(id, &cancel)()
 	digest := sha256.New()
-	body := io.TeeReader(s.bodyStream(c), digest)
-	// An abort must not wait for a stalled client's next byte.
-	stopCut := context.AfterFunc(ctx, func() {
-		if conn := c.Context().Conn(); conn != nil {
-			_ = conn.SetReadDeadline(time.Now())
-		}
-	})
-	defer stopCut()
+	body := s.bodyStream(c)
+	// An abort must not wait for a stalled client's next byte. The
+	// connection is taken now: the callback may run after the handler
+	// returned and fiber recycled its context.
+	if conn := c.Context().Conn(); conn != nil {
+		stopCut := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+		defer stopCut()
+	}
 
-	err := s.blobs.WriteAt(ctx, key, off, body, n)
+	err := s.blobs.WriteAt(ctx, key, off, io.TeeReader(body, digest), n)
 	if errors.Is(context.Cause(ctx), errAborted) {
 		log.Info().Msg("part cut off by abort")
 		if key != id {
@@ -342,12 +342,7 @@ func (s *Server) receive(c *fiber.Ctx, sess *session.Session, key string, off, n
 		if key != id {
 			s.discard(key)
 		}
-		if errors.Is(err, io.ErrUnexpectedEOF) || isNetErr(err) {
-			log.Info().Err(err).Msg("part cut short; send it again")
-			return "", apiError(fiber.StatusBadRequest, "Request body is shorter than Content-Length.")
-		}
-		log.Error().Err(err).Msg("storing part failed")
-		return "", apiError(fiber.StatusInternalServerError, "Failed to upload - could not store the part.")
+		return "", s.storeError(err, body, log)
 	}
 	// The abort may have been applied while we wrote: look again, and
 	// release what we wrote if so (the assembler may already have).

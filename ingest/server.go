@@ -6,13 +6,16 @@ package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"io"
 	"net"
+	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
@@ -42,6 +45,9 @@ type Options struct {
 	// mid-body or between requests. Uploads of any length are fine as long
 	// as bytes keep coming.
 	IdleTimeout time.Duration
+	// MaxConnections caps open HTTP connections; more are answered 503
+	// and closed.
+	MaxConnections int
 }
 
 // Server is one ingest node.
@@ -65,6 +71,9 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Server
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 60 * time.Second
 	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = DefaultMaxConnections
+	}
 	s := &Server{b: b, blobs: blobs, results: result.Store{KV: b.Results}, sessions: session.Store{KV: b.Sessions},
 		opts: opts, log: log.With().Str("role", "ingest").Logger()}
 	s.ctx, s.stop = context.WithCancel(context.Background())
@@ -75,16 +84,39 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Server
 		DisablePreParseMultipartForm: true, // a multipart/form-data body is a file like any other
 		BodyLimit:                    1 << 20,
 		ReadBufferSize:               16 << 10, // room for long metadata / filename headers
-		ReadTimeout:                  opts.IdleTimeout,
-		WriteTimeout:                 opts.IdleTimeout,
-		IdleTimeout:                  opts.IdleTimeout,
-		ErrorHandler:                 s.errorHandler,
+		// No ReadTimeout: it would bound the headers and the first 8 KiB of
+		// a body as a whole. Every read has the idle timeout instead (clientConn).
+		WriteTimeout: opts.IdleTimeout,
+		IdleTimeout:  opts.IdleTimeout,
+		ErrorHandler: s.errorHandler,
 	})
-	s.app.Server().ConnState = s.conns.state
+	srv := s.app.Server()
+	srv.ConnState = s.conns.state
+	srv.ErrorHandler = s.malformedRequest
+	route := srv.Handler
+	srv.Handler = func(ctx *fasthttp.RequestCtx) {
+		if slices.Contains(fiber.DefaultMethods, string(ctx.Method())) {
+			route(ctx)
+		} else {
+			writeError(ctx, fiber.StatusNotImplemented, "Method not implemented.")
+		}
+		finishBody(ctx)
+	}
+	s.app.Use(recover.New(recover.Config{EnableStackTrace: true, StackTraceHandler: func(c *fiber.Ctx, _ any) {
+		c.Locals(panicStack, string(debug.Stack())) // logged with the error by errorHandler
+	}}))
 	s.app.Use(s.conns.middleware)
 	s.routes(s.app)
 	s.routes(s.app.Group("/v4")) // MetaDefender Cloud style base URL
-	s.app.Use(func(c *fiber.Ctx) error { return fiber.NewError(fiber.StatusNotFound, "Not found") })
+	s.app.Use(func(c *fiber.Ctx) error {
+		// No route took the request. Past the last handler fiber reports
+		// 405, with an Allow header, when the path has routes for other
+		// methods.
+		if errors.Is(c.Next(), fiber.ErrMethodNotAllowed) {
+			return apiError(fiber.StatusMethodNotAllowed, "Method not allowed.")
+		}
+		return apiError(fiber.StatusNotFound, "Not found")
+	})
 	if err := s.listenAborts(); err != nil {
 		// Parts in flight then run to their end and are refused after.
 		s.log.Error().Err(err).Msg("subscribing to upload aborts failed")
@@ -117,8 +149,8 @@ func (s *Server) App() *fiber.App { return s.app }
 
 // Serve answers on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	s.log.Info().Str("listen", ln.Addr().String()).Msg("ingest listening")
-	return s.app.Listener(ln)
+	s.log.Info().Str("listen", ln.Addr().String()).Int("max_connections", s.opts.MaxConnections).Msg("ingest listening")
+	return s.app.Listener(newListener(ln, s.opts.MaxConnections, s.opts.IdleTimeout, s.log))
 }
 
 // Shutdown stops accepting requests and waits for those in flight, up to ctx.
@@ -202,27 +234,42 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	if errors.As(err, &fe) {
 		status, msg = fe.Code, fe.Message
 	} else {
-		s.log.Error().Err(err).Str("path", c.Path()).Msg("request failed")
+		ev := s.log.Error().Err(err).Str("method", c.Method()).Str("path", c.Path())
+		if stack, ok := c.Locals(panicStack).(string); ok {
+			ev = ev.Str("stack", stack)
+		}
+		ev.Msg("request failed")
 	}
-	s.drainBody(c)
+	if errors.As(err, new(*retryLater)) {
+		c.Set(fiber.HeaderRetryAfter, retryAfter)
+	}
 	return c.Status(status).JSON(fiber.Map{"err": msg})
 }
 
-// drainLimit is how much of an unread request body is read and discarded
-// before an error answer. A client still sending its body would otherwise
-// see its connection reset instead of the answer; beyond this the
-// connection is simply closed.
-const drainLimit = 1 << 20
+// panicStack keys (in the request's locals) the stack of a handler that
+// panicked.
+const panicStack = "scangate.panic-stack"
 
-func (s *Server) drainBody(c *fiber.Ctx) {
-	r := c.Context().RequestBodyStream()
-	// A body the handler started on was refused mid-way (cut off by an
-	// abort, a stalled client): no point waiting for the rest.
-	if r == nil || c.Locals(bodyStarted) != nil || c.Request().Header.ContentLength() > drainLimit {
-		return
+// malformedRequest answers a request fasthttp could not read. fasthttp's
+// own error text quotes the request it failed on: never echo it.
+func (s *Server) malformedRequest(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var timeout interface{ Timeout() bool }
+	switch {
+	case errors.As(err, &small):
+		writeError(ctx, fiber.StatusRequestHeaderFieldsTooLarge, "Request header fields too large.")
+	case errors.As(err, &timeout) && timeout.Timeout():
+		writeError(ctx, fiber.StatusRequestTimeout, "Request timeout.")
+	default:
+		writeError(ctx, fiber.StatusBadRequest, "Malformed request.")
 	}
-	if conn := c.Context().Conn(); conn != nil {
-		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(r, drainLimit))
+}
+
+// writeError answers {"err": msg} where no fiber context exists.
+func writeError(ctx *fasthttp.RequestCtx, status int, msg string) {
+	body, _ := json.Marshal(map[string]string{"err": msg})
+	ctx.Response.Reset()
+	ctx.SetStatusCode(status)
+	ctx.SetContentType(fiber.MIMEApplicationJSON)
+	ctx.SetBody(body)
 }

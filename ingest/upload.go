@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
 
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/events"
@@ -67,15 +67,10 @@ func (s *Server) postFile(c *fiber.Ctx) error {
 	uploadedAt := time.Now()
 	h := hashing.New()
 	defer h.Close()
-	body := io.TeeReader(s.bodyStream(c), h)
-	if err := s.blobs.WriteAt(s.ctx, dataID, 0, body, size); err != nil {
+	body := s.bodyStream(c)
+	if err := s.blobs.WriteAt(s.ctx, dataID, 0, io.TeeReader(body, h), size); err != nil {
 		s.discard(dataID)
-		if errors.Is(err, io.ErrUnexpectedEOF) || isNetErr(err) {
-			log.Info().Err(err).Int64("size", size).Msg("upload cut short; nothing kept")
-			return apiError(fiber.StatusBadRequest, "Request body is shorter than Content-Length.")
-		}
-		log.Error().Err(err).Msg("storing upload failed")
-		return apiError(fiber.StatusInternalServerError, "Failed to upload - could not store the file.")
+		return s.storeError(err, body, log)
 	}
 
 	fc := &events.FileComplete{DataID: dataID, Size: size, Hashes: h.Sums(), Meta: meta,
@@ -93,16 +88,29 @@ func (s *Server) postFile(c *fiber.Ctx) error {
 
 // bodyLength is the declared body length. Uploads must say how long they
 // are: a chunked body cannot be checked against limits before it is read.
+// A client that sent a body we cannot frame may still be sending it, so
+// the connection closes after the answer.
 func bodyLength(c *fiber.Ctx) (int64, error) {
-	if strings.Contains(strings.ToLower(c.Get(fiber.HeaderTransferEncoding)), "chunked") ||
-		len(c.Request().Header.Peek(fiber.HeaderContentLength)) == 0 {
-		return 0, apiError(fiber.StatusLengthRequired, "Missing Content-Length header.")
-	}
 	n := c.Request().Header.ContentLength()
-	if n < 0 {
+	if n < 0 || !declaresLength(&c.Request().Header) {
+		closeAfter(c.Context())
 		return 0, apiError(fiber.StatusLengthRequired, "Missing Content-Length header.")
 	}
 	return int64(n), nil
+}
+
+// declaresLength reports whether the request came with a Content-Length
+// header. fasthttp gives a request without one (and without
+// Transfer-Encoding) a length of 0, indistinguishable from an empty body
+// but in the headers as received.
+func declaresLength(h *fasthttp.RequestHeader) bool {
+	for line := range bytes.Lines(h.RawHeaders()) {
+		name, _, ok := bytes.Cut(line, []byte(":"))
+		if ok && strings.EqualFold(string(bytes.TrimSpace(name)), fiber.HeaderContentLength) {
+			return true
+		}
+	}
+	return false
 }
 
 // chunkHeaders reads X-File-Size / X-File-ID. A declared size equal to
@@ -144,43 +152,31 @@ func (s *Server) queueError(err error, log zerolog.Logger) error {
 }
 
 // bodyStream returns the request body as a reader that fills whole
-// buffers (so hashing and disk writes work on large chunks) and gives up on
-// a client that stops sending for IdleTimeout.
-func (s *Server) bodyStream(c *fiber.Ctx) io.Reader {
-	c.Locals(bodyStarted, true)
+// buffers, so hashing and disk writes work on large chunks. The connection
+// (see clientConn) gives up on a client that stops sending for IdleTimeout.
+func (s *Server) bodyStream(c *fiber.Ctx) *clientBody {
 	var r io.Reader = c.Context().RequestBodyStream()
 	if r == nil {
 		r = bytes.NewReader(c.Body())
 	}
-	return &idleReader{r: r, conn: c.Context().Conn(), idle: s.opts.IdleTimeout}
+	b := &clientBody{r: fullReader{r}, want: int64(c.Request().Header.ContentLength())}
+	c.Locals(bodyKey, b)
+	return b
 }
 
-// bodyStarted marks (in the request's locals) that the handler began
-// reading the body.
-const bodyStarted = "scangate.body-started"
+// bodyKey keys (in the request's locals) the body a handler reads, for
+// finishBody.
+const bodyKey = "scangate.body"
 
-// idleReader extends the connection's read deadline before every read, so
-// a slow but steady upload of any size succeeds and a stalled one ends.
-type idleReader struct {
-	r    io.Reader
-	conn net.Conn
-	idle time.Duration
-}
+// fullReader fills the whole buffer on every Read but the last.
+type fullReader struct{ r io.Reader }
 
-func (r *idleReader) Read(p []byte) (int, error) {
-	if r.conn != nil {
-		_ = r.conn.SetReadDeadline(time.Now().Add(r.idle))
-	}
+func (r fullReader) Read(p []byte) (int, error) {
 	n, err := io.ReadFull(r.r, p)
 	if errors.Is(err, io.ErrUnexpectedEOF) && n > 0 {
 		err = nil // the short tail of the body; the next Read reports EOF
 	}
 	return n, err
-}
-
-func isNetErr(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne)
 }
 
 // discard removes the bytes of an upload that was not accepted.

@@ -129,6 +129,7 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 				MaxQueued:             cfg.Limits.MaxQueued,
 				MinPartSize:           int64(cfg.Limits.MinPartSize),
 				MaxRanges:             cfg.Limits.MaxRanges,
+				MaxConnections:        cfg.Limits.MaxConnections,
 				AllowPrivateCallbacks: cfg.Webhooks.AllowPrivateTargets,
 				Version:               version,
 			}, n.log)

@@ -74,10 +74,11 @@ type AssemblerConfig struct {
 }
 
 type LimitsConfig struct {
-	DiskReserve ByteSize `yaml:"disk_reserve"`
-	MaxQueued   int64    `yaml:"max_queued"`
-	MinPartSize ByteSize `yaml:"min_part_size"`
-	MaxRanges   int      `yaml:"max_ranges"`
+	DiskReserve    ByteSize `yaml:"disk_reserve"`
+	MaxQueued      int64    `yaml:"max_queued"`
+	MinPartSize    ByteSize `yaml:"min_part_size"`
+	MaxRanges      int      `yaml:"max_ranges"`
+	MaxConnections int      `yaml:"max_connections"`
 }
 
 type ScannerConfig struct {
@@ -347,6 +348,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxRanges < 1 || c.Limits.MaxRanges > 100000 {
 		bad("limits.max_ranges: want 1..100000, got %d", c.Limits.MaxRanges)
+	}
+	if c.Limits.MaxConnections < 1 {
+		bad("limits.max_connections: must be at least 1")
 	}
 	if c.Scanner.Workers < 1 {
 		bad("scanner.workers: must be at least 1")

@@ -58,6 +58,7 @@ func TestDefaultsLoadAndValidate(t *testing.T) {
 		{"nats.replicas", c.NATS.Replicas, 1},
 		{"blob.store", c.Blob.Store, "fs"},
 		{"limits.disk_reserve", c.Limits.DiskReserve, ByteSize(256 << 20)},
+		{"limits.max_connections", c.Limits.MaxConnections, 10000},
 		{"scanner.timeout", c.Scanner.Timeout, 10 * time.Minute},
 		{"webhooks.allow_private_targets", c.Webhooks.AllowPrivateTargets, false},
 		{"webhooks.secret", c.Webhooks.Secret, ""},
@@ -383,6 +384,7 @@ func TestValidateErrors(t *testing.T) {
 			c.Webhooks.Secret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("short"))
 		}, "webhooks.secret"},
 		{"max_attempts 0", func(c *Config) { c.Webhooks.MaxAttempts = 0 }, "webhooks.max_attempts"},
+		{"max_connections 0", func(c *Config) { c.Limits.MaxConnections = 0 }, "limits.max_connections"},
 		{"retry initial above max", func(c *Config) {
 			c.Webhooks.Retry.InitialInterval = 2 * time.Hour
 		}, "webhooks.retry"},

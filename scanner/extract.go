@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,15 +110,13 @@ func (x *extraction) extractArchive(ctx context.Context, parentID, name string, 
 		page = nil
 		return nil
 	}
-	opts := archive.Options{Name: name, Passwords: x.root.Meta.ArchivePasswords, OnError: func(entry string, err error) {
-		if errors.Is(err, archive.ErrEncrypted) {
-			codes[result.Encrypted] = true
-		} else {
-			codes[result.ExtractionFailed] = true
-		}
-		x.addError(name, parentID, entry, err)
-	}}
-	_, err := archive.Walk(ctx, kind, obj, size, opts, func(e archive.Entry, body io.Reader) error {
+	opts := archive.Options{Name: name, Passwords: x.root.Meta.ArchivePasswords, MaxDictSize: x.s.memoryBudget(),
+		OnError: func(entry string, err error) {
+			err = x.s.decoderPanic(parentID, err)
+			codes[errorCode(err)] = true
+			x.addError(name, parentID, entry, err)
+		}}
+	err := x.walk(ctx, parentID, kind, obj, size, opts, func(e archive.Entry, body io.Reader) error {
 		if n := x.files.Add(1); n > int64(x.limits.MaxFiles) {
 			return x.hit(result.ExceededFileNumber)
 		}
@@ -144,17 +143,48 @@ func (x *extraction) extractArchive(ctx context.Context, parentID, name string, 
 		codes[int(x.limit.Load())] = true
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil && x.limit.Load() == result.ExceededTimeout:
 		codes[result.ExceededTimeout] = true
-	case errors.Is(err, archive.ErrEncrypted):
-		codes[result.Encrypted] = true
-		x.addError(name, parentID, "", err)
-	case err != nil && ctx.Err() == nil:
-		codes[result.ExtractionFailed] = true
+	case errors.Is(err, archive.ErrEncrypted), err != nil && ctx.Err() == nil:
+		codes[errorCode(err)] = true
 		x.addError(name, parentID, "", err)
 	case err != nil:
 		return nil, nil, err
 	}
 	ef := &result.ExtractedFiles{FilesExtractedCount: count, WorstDataID: worstID, FilesInArchive: []result.ArchiveFile{}}
 	return codes, ef, nil
+}
+
+// walkArchive is archive.Walk; tests replace it to make extraction panic.
+var walkArchive = archive.Walk
+
+// walk runs walkArchive over the archive dataID and turns a panic into a
+// logged error, so that no archive takes the process down: one that
+// escapes the walk (from scanning a child, or a decoder the archive
+// package could not guard) or one the archive package recovered.
+func (x *extraction) walk(ctx context.Context, dataID string, kind archive.Kind, obj io.ReaderAt, size int64,
+	opts archive.Options, fn func(archive.Entry, io.Reader) error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = x.s.recovered(dataID, "archive extraction", v, debug.Stack())
+		}
+	}()
+	_, err = walkArchive(ctx, kind, obj, size, opts, fn)
+	return x.s.decoderPanic(dataID, err)
+}
+
+// errorCode is the verdict an extraction error earns the archive. A
+// decoder that would need more memory than the budget is a size limit
+// (13 Exceeded Archive Size: the archive is too large to open safely, not
+// broken); a panic is Failed, like any scan that went wrong.
+func errorCode(err error) int {
+	switch {
+	case errors.Is(err, errPanic):
+		return result.Failed
+	case errors.Is(err, archive.ErrEncrypted):
+		return result.Encrypted
+	case errors.Is(err, archive.ErrMemoryBudget):
+		return result.ExceededSize
+	}
+	return result.ExtractionFailed
 }
 
 // scanChild scans one extracted file: hashes, file type and engines on

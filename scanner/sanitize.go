@@ -2,9 +2,11 @@ package scanner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path"
+	"runtime/debug"
 	"strings"
 
 	"github.com/scangate/scangate/pkg/blob"
@@ -17,9 +19,11 @@ import (
 // sanitize runs the workflow's CDR step: the file rewritten without its
 // active content, stored through the blob store, and post_processing
 // filled in. It returns the verdict codes the step adds (30 when the
-// workflow blocks files it cannot sanitize). Files an engine found
-// infected are not sanitized: a clean-looking copy of known malware is
-// not something to hand out.
+// workflow blocks files it cannot sanitize, 3 when the sanitizer
+// panicked). A file that would take more than the memory budget to
+// sanitize is not sanitized, like one the sanitizer cannot parse. Files an
+// engine found infected are not sanitized: a clean-looking copy of known
+// malware is not something to hand out.
 func (s *Scanner) sanitize(ctx context.Context, wf *config.Workflow, fc *events.FileComplete, obj io.ReaderAt,
 	mime string, codes map[int]bool, rec *result.Record) map[int]bool {
 	add := map[int]bool{}
@@ -28,7 +32,7 @@ func (s *Scanner) sanitize(ctx context.Context, wf *config.Workflow, fc *events.
 		return add
 	}
 	log := s.log.With().Str("data_id", fc.DataID).Str("mime", mime).Logger()
-	san, ok := cdr.For(mime)
+	san, ok := sanitizerFor(mime)
 	if !ok {
 		pp.ActionsRan = cdr.Skipped
 		if wf.Sanitize.BlockUnsanitized {
@@ -36,13 +40,16 @@ func (s *Scanner) sanitize(ctx context.Context, wf *config.Workflow, fc *events.
 		}
 		return add
 	}
-	res, n, err := s.runSanitizer(ctx, san, fc, obj)
+	res, n, err := s.runSanitizer(cdr.WithMemoryBudget(ctx, s.memoryBudget()), san, fc, obj)
 	if err != nil {
 		log.Warn().Err(err).Msg("sanitization failed")
 		pp.ActionsFailed = "Sanitization"
 		_ = s.blobs.Delete(context.WithoutCancel(ctx), blob.SanitizedKey(fc.DataID))
 		if wf.Sanitize.BlockUnsanitized {
 			add[result.BlockedByCDR] = true
+		}
+		if errors.Is(err, errPanic) {
+			add[result.Failed] = true
 		}
 		return add
 	}
@@ -53,7 +60,11 @@ func (s *Scanner) sanitize(ctx context.Context, wf *config.Workflow, fc *events.
 	return add
 }
 
-// runSanitizer streams the sanitizer's output into the blob store.
+// sanitizerFor is cdr.For; tests replace it to make a sanitizer panic.
+var sanitizerFor = cdr.For
+
+// runSanitizer streams the sanitizer's output into the blob store. A
+// panic in the sanitizer becomes an error wrapping errPanic.
 func (s *Scanner) runSanitizer(ctx context.Context, san cdr.Sanitizer, fc *events.FileComplete, obj io.ReaderAt) (cdr.Result, int64, error) {
 	pr, pw := io.Pipe()
 	type out struct {
@@ -62,9 +73,15 @@ func (s *Scanner) runSanitizer(ctx context.Context, san cdr.Sanitizer, fc *event
 	}
 	done := make(chan out, 1)
 	go func() {
-		res, err := san.Sanitize(ctx, obj, fc.Size, pw)
-		pw.CloseWithError(err)
-		done <- out{res, err}
+		var o out
+		defer func() {
+			if v := recover(); v != nil {
+				o.err = s.recovered(fc.DataID, "sanitization", v, debug.Stack())
+			}
+			pw.CloseWithError(o.err)
+			done <- o
+		}()
+		o.res, o.err = san.Sanitize(ctx, obj, fc.Size, pw)
 	}()
 	key := blob.SanitizedKey(fc.DataID)
 	_ = s.blobs.Delete(ctx, key) // a redelivered scan starts from nothing

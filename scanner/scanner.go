@@ -46,6 +46,11 @@ type Options struct {
 	Version   string // reported in the scanner registry
 	// Engines by config name ("signatures", "hashlist"), in report order.
 	Engines []NamedEngine
+
+	// MemoryBudget is the most one decoder of a scan may allocate (archive
+	// dictionaries and windows, decoded images, PDFs); 0 means
+	// DefaultMemoryBudget.
+	MemoryBudget int64
 }
 
 // NamedEngine is an engine under the name workflows use for it.

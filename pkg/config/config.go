@@ -84,7 +84,15 @@ type LimitsConfig struct {
 type ScannerConfig struct {
 	Workers int           `yaml:"workers"`
 	Timeout time.Duration `yaml:"timeout"`
+	// MemoryBudget is the most memory one decoder of a scan may ask for:
+	// an archive's dictionary or window, a decoded image, a PDF. Input
+	// that needs more gets a verdict instead of the allocation.
+	MemoryBudget ByteSize `yaml:"memory_budget"`
 }
+
+// MinMemoryBudget is the smallest scanner.memory_budget accepted: below it
+// even the default settings of 7-Zip and xz could not be opened.
+const MinMemoryBudget = 16 << 20
 
 type EnginesConfig struct {
 	ClamAV     ClamAVConfig     `yaml:"clamav"`
@@ -363,6 +371,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Scanner.Timeout <= 0 {
 		bad("scanner.timeout: must be positive")
+	}
+	if c.Scanner.MemoryBudget < MinMemoryBudget {
+		bad("scanner.memory_budget: want at least 16MiB, got %d bytes", c.Scanner.MemoryBudget)
 	}
 	if c.Webhooks.Secret != "" {
 		if _, err := WebhookKey(c.Webhooks.Secret); err != nil {

@@ -60,6 +60,7 @@ func TestDefaultsLoadAndValidate(t *testing.T) {
 		{"limits.disk_reserve", c.Limits.DiskReserve, ByteSize(256 << 20)},
 		{"limits.max_connections", c.Limits.MaxConnections, 10000},
 		{"scanner.timeout", c.Scanner.Timeout, 10 * time.Minute},
+		{"scanner.memory_budget", c.Scanner.MemoryBudget, ByteSize(256 << 20)},
 		{"webhooks.allow_private_targets", c.Webhooks.AllowPrivateTargets, false},
 		{"webhooks.secret", c.Webhooks.Secret, ""},
 		{"webhooks.max_attempts", c.Webhooks.MaxAttempts, 10},
@@ -243,6 +244,7 @@ func TestEnvOverrides(t *testing.T) {
 	t.Setenv("SCANGATE_LIMITS_DISK_RESERVE", "1GiB")
 	t.Setenv("SCANGATE_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true")
 	t.Setenv("SCANGATE_LOG_LEVEL", "debug")
+	t.Setenv("SCANGATE_SCANNER_MEMORY_BUDGET", "64MiB")
 
 	c := load(t, "")
 	if err := c.Validate(); err != nil {
@@ -258,6 +260,7 @@ func TestEnvOverrides(t *testing.T) {
 		{"limits.disk_reserve", c.Limits.DiskReserve, ByteSize(1 << 30)},
 		{"webhooks.allow_private_targets", c.Webhooks.AllowPrivateTargets, true},
 		{"log.level", c.Log.Level, "debug"},
+		{"scanner.memory_budget", c.Scanner.MemoryBudget, ByteSize(64 << 20)},
 		// Not set in the environment: unchanged.
 		{"webhooks.retry.max_interval", c.Webhooks.Retry.MaxInterval, time.Hour},
 		{"data_dir", c.DataDir, "./data"},
@@ -410,6 +413,8 @@ func TestValidateErrors(t *testing.T) {
 		{"multipart without ttl", func(c *Config) {
 			c.Workflows[0].Multipart.TTL = 0
 		}, "multipart.ttl"},
+		{"memory budget 0", func(c *Config) { c.Scanner.MemoryBudget = 0 }, "scanner.memory_budget"},
+		{"memory budget in KiB", func(c *Config) { c.Scanner.MemoryBudget = 256 << 10 }, "scanner.memory_budget"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -132,9 +132,12 @@ var (
 	// headers) that none of the given passwords opens.
 	ErrEncrypted = errors.New("archive: encrypted and no given password works")
 	// ErrUnsupported: something this package cannot read, e.g. a zip
-	// compression method, a multi-volume archive or a dictionary larger
-	// than Options.MaxDictSize.
+	// compression method or a multi-volume archive.
 	ErrUnsupported = errors.New("archive: unsupported")
+	// ErrMemoryBudget: decoding would need a dictionary, window or model
+	// larger than Options.MaxDictSize. It is refused before that memory is
+	// allocated.
+	ErrMemoryBudget = errors.New("archive: decoding needs more memory than the budget allows")
 	// ErrChecksum: an entry's data does not match its stored checksum (or
 	// its WinZip AES authentication code).
 	ErrChecksum = errors.New("archive: checksum mismatch")
@@ -157,11 +160,12 @@ type Options struct {
 	// method, ...). entry is the sanitised entry name. Walk goes on with
 	// the next entry where the format allows.
 	OnError func(entry string, err error)
-	// MaxDictSize caps the decompression window/dictionary that a zstd,
-	// xz or rar stream may ask for, in bytes (0 means DefaultMaxDictSize).
-	// Streams that need more are reported as ErrUnsupported instead of
-	// allocating that memory. (7z's LZMA dictionaries are not capped: the
-	// 7z library offers no hook.)
+	// MaxDictSize caps, in bytes, the memory one decoder may ask for: the
+	// window or dictionary of zstd, xz, rar and 7z's LZMA and LZMA2, and
+	// the model of 7z's PPMd (0 means DefaultMaxDictSize). Streams that
+	// need more are reported as ErrMemoryBudget instead of allocating that
+	// memory. For 7z, whose decoders are registered process-wide, the cap
+	// is the smallest MaxDictSize among the 7z walks in progress.
 	MaxDictSize int64
 }
 
@@ -238,7 +242,7 @@ func Walk(ctx context.Context, kind Kind, r io.ReaderAt, size int64, opts Option
 			if w.inFn {
 				panic(p) // fn's own panic: not ours to hide
 			}
-			res, err = w.res, &panicError{val: p, stack: debug.Stack()}
+			res, err = w.res, &PanicError{Value: p, Stack: debug.Stack()}
 		}
 	}()
 	if err := ctx.Err(); err != nil {
@@ -328,7 +332,7 @@ func (b *bodyReader) Read(p []byte) (n int, err error) {
 	}
 	defer func() {
 		if v := recover(); v != nil {
-			n, err = 0, &panicError{val: v, stack: debug.Stack()}
+			n, err = 0, &PanicError{Value: v, Stack: debug.Stack()}
 			b.err = err
 		}
 	}()
@@ -343,18 +347,20 @@ func (b *bodyReader) Read(p []byte) (n int, err error) {
 	return n, err
 }
 
-// panicError is a panic inside a format decoder, caught and turned into an
-// error (a bug there, triggered by hostile input, must not kill the caller).
-type panicError struct {
-	val   any
-	stack []byte
+// PanicError is a panic inside a format decoder, caught and turned into an
+// error (a bug there, triggered by hostile input, must not kill the
+// caller). Walk returns it, or reports it to OnError, like any other
+// error; it carries the stack for the caller's log.
+type PanicError struct {
+	Value any    // what the decoder panicked with
+	Stack []byte // the goroutine's stack where it was recovered
 }
 
-func (e *panicError) Error() string {
-	return fmt.Sprintf("archive: decoder panic: %v", e.val)
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("archive: decoder panic: %v", e.Value)
 }
 
-func (e *panicError) Unwrap() error { return ErrCorrupt }
+func (e *PanicError) Unwrap() error { return ErrCorrupt }
 
 // ctxReaderAt fails reads once ctx is done, so that decoders working on
 // hostile input stop soon after cancellation.

@@ -634,7 +634,7 @@ func TestXz(t *testing.T) {
 	wantContent(t, o, "logs.txt", string(payload))
 	// A dictionary above MaxDictSize is refused before allocation.
 	o = walkBytes(t, KindXz, xzBytes(t, payload, 8<<20), Options{Name: "a.xz", MaxDictSize: 1 << 20})
-	if !errors.Is(o.err, ErrUnsupported) || len(o.entries) != 0 {
+	if !errors.Is(o.err, ErrMemoryBudget) || len(o.entries) != 0 {
 		t.Fatalf("big dict: %v %q", o.err, o.names())
 	}
 	if d, ok := xzFirstDictSize(xzBytes(t, payload, 8<<20)); !ok || d != 8<<20 {
@@ -659,7 +659,7 @@ func TestZstd(t *testing.T) {
 	zw.Write(big)
 	zw.Close()
 	o = walkBytes(t, KindZstd, buf.Bytes(), Options{Name: "b.zst", MaxDictSize: 1 << 20})
-	if len(o.errs) != 1 || !errors.Is(o.errs[0].err, ErrUnsupported) {
+	if len(o.errs) != 1 || !errors.Is(o.errs[0].err, ErrMemoryBudget) {
 		t.Fatalf("big window: %v %v", o.err, o.errs)
 	}
 }
@@ -1101,10 +1101,10 @@ func fuzzOne(t *testing.T, kind Kind, data []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	start := time.Now()
-	var pe *panicError
+	var pe *PanicError
 	onErr := func(_ string, err error) {
 		if errors.As(err, &pe) {
-			t.Fatalf("decoder panic: %v\n%s", pe.val, pe.stack)
+			t.Fatalf("decoder panic: %v\n%s", pe.Value, pe.Stack)
 		}
 	}
 	_, err := Walk(ctx, kind, bytes.NewReader(data), int64(len(data)),
@@ -1117,7 +1117,7 @@ func fuzzOne(t *testing.T, kind Kind, data []byte) {
 			return err
 		})
 	if errors.As(err, &pe) {
-		t.Fatalf("panic: %v\n%s", pe.val, pe.stack)
+		t.Fatalf("panic: %v\n%s", pe.Value, pe.Stack)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("%s walk took %v", kind, d)

@@ -168,6 +168,9 @@ func (s *rarWalk) openEncrypted(idx int, h *rardecode.FileHeader) (io.Reader, er
 			if cerr := s.ctx.Err(); cerr != nil {
 				return nil, cerr
 			}
+			if errors.Is(c.err, rardecode.ErrDictionaryTooLarge) { // too big, whatever the password
+				return nil, classify(c.err)
+			}
 			lastErr = c.err
 			continue
 		}

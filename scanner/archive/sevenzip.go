@@ -36,12 +36,16 @@ type folderState struct {
 }
 
 func (w *walker) walk7z(r io.ReaderAt, size int64) error {
+	defer enter7z(w.opts.MaxDictSize)()
 	s := &sevenZipWalk{walker: w, r: r, size: size, byPw: map[string]*sevenzip.Reader{},
 		folder: map[int]*folderState{}, count: map[int]int{}}
 	z, err := sevenzip.NewReader(r, size)
 	if err != nil {
 		if cerr := w.ctx.Err(); cerr != nil {
 			return cerr
+		}
+		if errors.Is(err, ErrMemoryBudget) { // the header's own decoder
+			return fmt.Errorf("7z: %w", err)
 		}
 		var re *sevenzip.ReadError
 		if !errors.As(err, &re) || !re.Encrypted {
@@ -54,6 +58,9 @@ func (w *walker) walk7z(r io.ReaderAt, size int64) error {
 			}
 			if cerr := w.ctx.Err(); cerr != nil {
 				return cerr
+			}
+			if errors.Is(err, ErrMemoryBudget) {
+				return fmt.Errorf("7z: %w", err)
 			}
 		}
 		if z == nil {
@@ -154,6 +161,13 @@ func (s *sevenZipWalk) folderFor(i int, f *sevenzip.File) (st *folderState, pre 
 			rc.Close()
 		}
 		return nil, nil, nil, cerr
+	}
+	if errors.Is(baseErr, ErrMemoryBudget) { // too big to decode, whatever the password
+		if rc != nil {
+			rc.Close()
+		}
+		st.err = baseErr
+		return st, nil, nil, nil
 	}
 	encrypted := is7zEncrypted(baseErr)
 	if !encrypted {

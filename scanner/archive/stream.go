@@ -42,7 +42,7 @@ func (w *walker) walkStream(r io.Reader) error {
 		}
 		body = xr
 	case KindZstd:
-		zr, err := w.newZstd(r)
+		zr, err := newZstd(r, w.opts.MaxDictSize)
 		if err != nil {
 			return fmt.Errorf("zstd: %w", classify(err))
 		}

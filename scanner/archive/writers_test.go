@@ -7,6 +7,7 @@ package archive
 import (
 	"archive/zip"
 	"bytes"
+	"cmp"
 	"compress/flate"
 	"crypto/aes"
 	"crypto/cipher"
@@ -35,9 +36,10 @@ type zentry struct {
 	aesVersion  uint16 // 1 = AE-1, 2 = AE-2 (default 2)
 	descriptor  bool   // set flag bit 3 (ZipCrypto then checks the mod time byte)
 
-	rawBody []byte  // the compressed bytes as written (unencrypted entries: any method)
-	crc     *uint32 // overrides the CRC-32 written
-	tamper  func(body []byte)
+	compressed []byte  // the compressed bytes, before encryption (any method)
+	rawBody    []byte  // the compressed bytes as written (unencrypted entries: any method)
+	crc        *uint32 // overrides the CRC-32 written
+	tamper     func(body []byte)
 }
 
 var testModTime uint16 = 0x6b5d // an MS-DOS time
@@ -79,6 +81,8 @@ func makeZip(t testing.TB, entries []zentry, setup ...func(*zip.Writer)) []byte 
 		var comp []byte
 		switch {
 		case e.rawBody != nil && e.enc == "":
+		case e.compressed != nil:
+			comp = e.compressed
 		case e.method == zip.Store:
 			comp = bytes.Clone(e.data)
 		case e.method == zip.Deflate:
@@ -179,6 +183,8 @@ type rarEntry struct {
 	dir      bool
 	password string // encrypt the data with AES-256 when set
 	attr     uint64 // Unix mode (default 0o100644, or 0o40755 for dir)
+	comp     uint64 // compression information (default 0: stored)
+	unpacked uint64 // declared unpacked size (default len(data))
 }
 
 const rarTestKdf = 10 // log2 of PBKDF2 iterations (RAR uses 15; fewer keeps tests fast)
@@ -311,12 +317,12 @@ func makeRar5(t testing.TB, entries []rarEntry, hdrPassword string) []byte {
 			attr = e.attr
 		}
 		body = append(body, rarVint(fflags)...)
-		body = append(body, rarVint(uint64(len(e.data)))...)
+		body = append(body, rarVint(cmp.Or(e.unpacked, uint64(len(e.data))))...)
 		body = append(body, rarVint(attr)...)
 		if !e.dir {
 			body = binary.LittleEndian.AppendUint32(body, crc32.ChecksumIEEE(e.data))
 		}
-		body = append(body, rarVint(0)...) // compression: version 0, stored
+		body = append(body, rarVint(e.comp)...)
 		body = append(body, rarVint(1)...) // host OS: Unix
 		body = append(body, rarVint(uint64(len(e.name)))...)
 		body = append(body, e.name...)

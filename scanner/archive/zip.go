@@ -102,7 +102,7 @@ func (w *walker) zipDecompressor(method uint16, r io.Reader) (io.ReadCloser, err
 	case zipBzip2:
 		return io.NopCloser(bzip2.NewReader(r)), nil
 	case zipZstd:
-		return w.newZstd(r)
+		return newZstd(r, w.opts.MaxDictSize)
 	case zipXz:
 		xr, err := w.newXz(r)
 		if err != nil {
@@ -114,28 +114,31 @@ func (w *walker) zipDecompressor(method uint16, r io.Reader) (io.ReadCloser, err
 }
 
 // newZstd returns a single-goroutine, low-memory zstd decoder whose window
-// is capped at MaxDictSize.
-func (w *walker) newZstd(r io.Reader) (io.ReadCloser, error) {
+// is capped at limit. (One goroutine also keeps a decoder panic where
+// Walk can recover it.)
+func newZstd(r io.Reader, limit int64) (io.ReadCloser, error) {
 	d, err := zstd.NewReader(r,
 		zstd.WithDecoderConcurrency(1),
 		zstd.WithDecoderLowmem(true),
-		zstd.WithDecoderMaxWindow(uint64(w.opts.MaxDictSize)))
+		zstd.WithDecoderMaxWindow(uint64(limit)))
 	if err != nil {
 		return nil, err
 	}
 	return d.IOReadCloser(), nil
 }
 
-// newXz returns an xz decoder after checking that the first block's LZMA2
-// dictionary fits MaxDictSize (the xz library allocates whatever the header
-// asks for; later blocks are not checked).
+// newXz returns an xz decoder whose blocks' LZMA2 dictionaries must fit
+// MaxDictSize (the xz library allocates whatever a block header asks
+// for): the first block's is checked up front, so that an oversized
+// stream yields no entry at all; xzGuard checks every block as the
+// decoder reaches it.
 func (w *walker) newXz(r io.Reader) (io.Reader, error) {
 	br := bufio.NewReaderSize(r, 2048)
 	head, _ := br.Peek(12 + 1024)
 	if dict, ok := xzFirstDictSize(head); ok && dict > uint64(w.opts.MaxDictSize) {
-		return nil, fmt.Errorf("%w: xz dictionary of %d bytes exceeds the limit of %d", ErrUnsupported, dict, w.opts.MaxDictSize)
+		return nil, fmt.Errorf("%w: xz dictionary of %d bytes exceeds the limit of %d", ErrMemoryBudget, dict, w.opts.MaxDictSize)
 	}
-	return xz.NewReader(br)
+	return xz.NewReader(newXzGuard(br, w.opts.MaxDictSize))
 }
 
 // xzFirstDictSize reads the LZMA2 dictionary size from the first block
@@ -148,7 +151,12 @@ func xzFirstDictSize(b []byte) (uint64, bool) {
 	if len(b) < 12+hdrLen {
 		return 0, false
 	}
-	h := b[12+1 : 12+hdrLen-4] // without the size byte and the CRC32
+	return xzBlockDictSize(b[12+1 : 12+hdrLen-4]) // without the size byte and the CRC32
+}
+
+// xzBlockDictSize reads the LZMA2 dictionary size from a block header
+// without its size byte and CRC32.
+func xzBlockDictSize(h []byte) (uint64, bool) {
 	if len(h) < 1 {
 		return 0, false
 	}
@@ -235,6 +243,11 @@ func (w *walker) openZipCrypto(f *zip.File) (io.ReadCloser, error) {
 		rc.Close()
 		if cerr := w.ctx.Err(); cerr != nil {
 			return nil, cerr
+		}
+		if err := classify(err); errors.Is(err, ErrMemoryBudget) {
+			// A wrong password decrypts to noise, which does not declare
+			// a huge window: this one worked, and the data is too big.
+			return nil, err
 		}
 		if err != nil {
 			lastErr = err

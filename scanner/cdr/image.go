@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"image/color"
 	"image/draw"
 	"image/gif"
 	"image/jpeg"
@@ -27,17 +28,21 @@ import (
 // all frames).
 const DefaultMaxImagePixels = 100_000_000
 
-// ErrImageTooLarge: the declared dimensions exceed the pixel budget. The
-// image is refused before any pixel buffer is allocated.
-var ErrImageTooLarge = errors.New("cdr: image exceeds pixel limit")
+// ErrImageTooLarge: the declared dimensions exceed the pixel limit, or
+// the decoded pixels would exceed the memory budget (the error then wraps
+// ErrMemoryBudget too). The image is refused before any pixel buffer is
+// allocated.
+var ErrImageTooLarge = errors.New("cdr: image too large")
 
 // ImageSanitizer rewrites JPEG, PNG and GIF. The real format is taken from
 // the magic bytes, not from the MIME type it was registered for, so a PNG
 // labelled image/jpeg comes out as a PNG (ConvertedTo "png").
 type ImageSanitizer struct {
 	// MaxPixels bounds width*height (GIF: the logical screen and the sum of
-	// all frames). 0 means DefaultMaxImagePixels. Peak memory is roughly
-	// MaxPixels times 4-8 bytes (JPEG/PNG) or 1 byte (GIF).
+	// all frames). 0 means DefaultMaxImagePixels. The context's memory
+	// budget (WithMemoryBudget) bounds the bytes of the decoded pixels too:
+	// 1-8 a pixel by color model for JPEG and PNG (8 more for a JPEG that
+	// is re-oriented), 1 for GIF.
 	MaxPixels int64
 	// Quality of the re-encoded JPEG, 1-100; 0 means 90.
 	Quality int
@@ -83,8 +88,10 @@ func (s *ImageSanitizer) checkPixels(format string, cfg image.Config) error {
 }
 
 // decodeChecked decodes the image in the first end bytes of in, refusing
-// it by its declared size before any pixel is decoded.
-func (s *ImageSanitizer) decodeChecked(ctx context.Context, format string, in io.ReaderAt, end int64,
+// it by its declared size before any pixel is decoded: over the pixel
+// limit, or over the memory budget once decoded (at its color model's
+// depth, plus extra bytes per pixel for copies made afterwards).
+func (s *ImageSanitizer) decodeChecked(ctx context.Context, format string, in io.ReaderAt, end, extra int64,
 	config func(io.Reader) (image.Config, error), decode func(io.Reader) (image.Image, error)) (image.Image, error) {
 	cfg, err := config(imageSection(in, end))
 	if err != nil {
@@ -92,6 +99,11 @@ func (s *ImageSanitizer) decodeChecked(ctx context.Context, format string, in io
 	}
 	if err := s.checkPixels(format, cfg); err != nil {
 		return nil, err
+	}
+	need := int64(cfg.Width) * int64(cfg.Height) * (bytesPerPixel(cfg.ColorModel) + extra)
+	if budget := memoryBudget(ctx); need > budget {
+		return nil, fmt.Errorf("%w: %w: %s %dx%d needs %d bytes to decode, budget %d",
+			ErrImageTooLarge, ErrMemoryBudget, format, cfg.Width, cfg.Height, need, budget)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -101,6 +113,25 @@ func (s *ImageSanitizer) decodeChecked(ctx context.Context, format string, in io
 		return nil, fmt.Errorf("cdr: %s: %w", format, err)
 	}
 	return img, nil
+}
+
+// bytesPerPixel is the depth of the image the standard decoders return
+// for a color model (JPEG's YCbCr counted at 4:4:4, its largest).
+func bytesPerPixel(m color.Model) int64 {
+	if _, ok := m.(color.Palette); ok {
+		return 1
+	}
+	switch m {
+	case color.GrayModel, color.AlphaModel:
+		return 1
+	case color.Gray16Model, color.Alpha16Model:
+		return 2
+	case color.YCbCrModel:
+		return 3
+	case color.RGBA64Model, color.NRGBA64Model:
+		return 8
+	}
+	return 4
 }
 
 func imageSection(in io.ReaderAt, n int64) *bufio.Reader {
@@ -121,11 +152,16 @@ func (s *ImageSanitizer) sanitizeJPEG(ctx context.Context, in io.ReaderAt, size 
 			info.removed.add("trailing data")
 		}
 	}
-	img, err := s.decodeChecked(ctx, "jpeg", in, end, jpeg.DecodeConfig, jpeg.Decode)
+	oriented := info.orientation > 1 && info.orientation <= 8
+	var extra int64
+	if oriented {
+		extra = 8 // orientImage: an RGBA copy, then the rotated RGBA
+	}
+	img, err := s.decodeChecked(ctx, "jpeg", in, end, extra, jpeg.DecodeConfig, jpeg.Decode)
 	if err != nil {
 		return Result{}, err
 	}
-	if info.orientation > 1 && info.orientation <= 8 {
+	if oriented {
 		// The EXIF block that told viewers how to rotate is going away,
 		// so bake the rotation into the pixels.
 		img = orientImage(img, info.orientation)
@@ -452,7 +488,7 @@ func (s *ImageSanitizer) sanitizePNG(ctx context.Context, in io.ReaderAt, size i
 	} else if end < size {
 		removed.add("trailing data")
 	}
-	img, err := s.decodeChecked(ctx, "png", in, end, png.DecodeConfig, png.Decode)
+	img, err := s.decodeChecked(ctx, "png", in, end, 0, png.DecodeConfig, png.Decode)
 	if err != nil {
 		return Result{}, err
 	}
@@ -479,9 +515,14 @@ func (s *ImageSanitizer) sanitizeGIF(ctx context.Context, in io.ReaderAt, size i
 	if err := s.checkPixels("gif", cfg); err != nil {
 		return Result{}, err
 	}
-	// gif.DecodeAll allocates every frame before returning, so the frame
-	// count x frame size budget has to be enforced on a pre-scan.
-	end, removed, err := scanGIF(imageSection(in, size), s.maxPixels())
+	// gif.DecodeAll allocates every frame (one byte a pixel) before
+	// returning, so the frame count x frame size budget has to be enforced
+	// on a pre-scan.
+	limit, over := s.maxPixels(), ErrImageTooLarge
+	if budget := memoryBudget(ctx); budget < limit {
+		limit, over = budget, fmt.Errorf("%w: %w", ErrImageTooLarge, ErrMemoryBudget)
+	}
+	end, removed, err := scanGIF(imageSection(in, size), limit, over)
 	if err != nil {
 		return Result{}, err
 	}
@@ -506,10 +547,11 @@ func (s *ImageSanitizer) sanitizeGIF(ctx context.Context, in io.ReaderAt, size i
 	return Result{Action: Sanitized, ConvertedTo: "gif", Removed: removed}, nil
 }
 
-// scanGIF walks the block structure: it sums the frame areas against the
-// budget, notes comment/plain-text/application extensions, and returns the
-// offset just past the trailer (0 if the file is truncated).
-func scanGIF(br *bufio.Reader, budget int64) (end int64, removed removalLog, err error) {
+// scanGIF walks the block structure: it sums the frame areas against
+// limit (failing with over), notes comment/plain-text/application
+// extensions, and returns the offset just past the trailer (0 if the file
+// is truncated).
+func scanGIF(br *bufio.Reader, limit int64, over error) (end int64, removed removalLog, err error) {
 	p := &imagePosReader{br: br}
 	var hdr [13]byte
 	if err := p.full(hdr[:]); err != nil {
@@ -581,8 +623,8 @@ func scanGIF(br *bufio.Reader, budget int64) (end int64, removed removalLog, err
 			frames++
 			fw, fh := int64(binary.LittleEndian.Uint16(d[4:])), int64(binary.LittleEndian.Uint16(d[6:]))
 			pixels += max(fw*fh, 1)
-			if pixels > budget {
-				return 0, nil, fmt.Errorf("%w: gif: %d frames total over %d pixels", ErrImageTooLarge, frames, budget)
+			if pixels > limit {
+				return 0, nil, fmt.Errorf("%w: gif: %d frames total over %d pixels", over, frames, limit)
 			}
 			if d[8]&0x80 != 0 {
 				if p.discard(3<<(d[8]&7+1)) != nil {

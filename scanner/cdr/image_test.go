@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"image"
 	"image/color"
@@ -15,6 +16,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -351,6 +353,70 @@ func TestImageRefusesHugeDimensions(t *testing.T) {
 	_, err := small.Sanitize(context.Background(), bytes.NewReader(enc.Bytes()), int64(enc.Len()), &bytes.Buffer{})
 	if !errors.Is(err, ErrImageTooLarge) {
 		t.Errorf("gif frames: err = %v", err)
+	}
+}
+
+// A truncated or corrupted image is not sanitized: Sanitize fails with an
+// error that names the format (so the scan reports the file as not
+// sanitized) and writes nothing. A corruption that still decodes may only
+// come out as a clean image of the same format and size.
+func TestImageTruncatedAndCorrupt(t *testing.T) {
+	var pngb, gifb bytes.Buffer
+	png.Encode(&pngb, testImage(20, 20))
+	gif.EncodeAll(&gifb, testGIF(2))
+	for _, tt := range []struct {
+		format, ext string
+		src         []byte
+		config      func(io.Reader) (image.Config, error)
+	}{
+		{"jpeg", "jpg", encodeJPEG(t, testImage(20, 20)), jpeg.DecodeConfig},
+		{"png", "png", pngb.Bytes(), png.DecodeConfig},
+		{"gif", "gif", gifb.Bytes(), gif.DecodeConfig},
+	} {
+		sanitize := func(in []byte) (Result, []byte, error) {
+			var out bytes.Buffer
+			res, err := (&ImageSanitizer{}).Sanitize(context.Background(), bytes.NewReader(in), int64(len(in)), &out)
+			return res, out.Bytes(), err
+		}
+		want, err := tt.config(bytes.NewReader(tt.src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := sanitize(tt.src); err != nil {
+			t.Fatalf("%s: the intact image: %v", tt.format, err)
+		}
+		refused := func(what string, res Result, out []byte, err error) {
+			t.Helper()
+			switch {
+			case err == nil:
+				t.Errorf("%s %s: sanitized (%+v, %d bytes), want an error", tt.format, what, res, len(out))
+			case !strings.HasPrefix(err.Error(), "cdr: "+tt.format+": ") && !strings.HasPrefix(err.Error(), "cdr: image: "):
+				t.Errorf("%s %s: error %q does not name the format", tt.format, what, err)
+			case errors.Is(err, ErrImageTooLarge):
+				t.Errorf("%s %s: reported as too large: %v", tt.format, what, err)
+			case res.Action != "" || len(out) != 0:
+				t.Errorf("%s %s: error %v with result %+v and %d bytes written", tt.format, what, err, res, len(out))
+			}
+		}
+		for n := 0; n < len(tt.src); n++ {
+			res, out, err := sanitize(tt.src[:n])
+			refused(fmt.Sprintf("cut at %d of %d bytes", n, len(tt.src)), res, out, err)
+		}
+		for step := 3; step < 40; step++ {
+			bad := bytes.Clone(tt.src)
+			for i := 20; i < len(bad); i += step {
+				bad[i] ^= 0x5A
+			}
+			res, out, err := sanitize(bad)
+			if err != nil {
+				refused(fmt.Sprintf("corrupted every %d bytes", step), res, out, err)
+				continue
+			}
+			got, gerr := tt.config(bytes.NewReader(out))
+			if gerr != nil || got.Width != want.Width || got.Height != want.Height || res.ConvertedTo != tt.ext {
+				t.Errorf("%s corrupted every %d bytes: sanitized to %+v, %d bytes (%v)", tt.format, step, res, len(out), gerr)
+			}
+		}
 	}
 }
 

@@ -35,10 +35,12 @@ package cdr
 //
 // Limits: pdfcpu needs random access and keeps the whole object model in
 // memory (several times the file size for object-heavy files), so inputs
-// over PDFMaxSize are refused with ErrPDFTooLarge. Files that pdfcpu cannot
-// parse, or that fail its relaxed validation after sanitizing, are errors:
-// no output is produced for them. Output is written to w as pdfcpu
-// serializes it, so on an error w may hold a partial file.
+// larger than the memory budget (WithMemoryBudget) are refused with
+// ErrPDFTooLarge, and pdfcpu's own limits on stream, decoded and image
+// bytes are lowered to the budget. Files that pdfcpu cannot parse, or that
+// fail its relaxed validation after sanitizing, are errors: no output is
+// produced for them. Output is written to w as pdfcpu serializes it, so on
+// an error w may hold a partial file.
 
 import (
 	"context"
@@ -55,11 +57,9 @@ import (
 	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/types"
 )
 
-// PDFMaxSize is the largest PDF the sanitizer accepts (256 MiB).
-const PDFMaxSize = 256 << 20
-
-// ErrPDFTooLarge: the input is larger than PDFMaxSize.
-var ErrPDFTooLarge = errors.New("cdr: pdf larger than 256 MiB")
+// ErrPDFTooLarge: the input is larger than the memory budget. Errors
+// wrapping it wrap ErrMemoryBudget too.
+var ErrPDFTooLarge = errors.New("cdr: pdf larger than the memory budget")
 
 // ErrPDFEncrypted: the PDF needs a password to open.
 var ErrPDFEncrypted = errors.New("cdr: pdf is encrypted with a user password")
@@ -113,7 +113,11 @@ var pdfBadAnnots = map[string]string{
 	"3D":             pdfLabelMultimedia,
 }
 
-func pdfConfig() *model.Configuration {
+func pdfConfig(budget int64) *model.Configuration {
+	limits := model.DefaultResourceLimits()
+	limits.MaxStreamBytes = min(limits.MaxStreamBytes, budget)
+	limits.MaxDecodeBytes = min(limits.MaxDecodeBytes, budget)
+	limits.MaxImageBytes = min(limits.MaxImageBytes, budget)
 	// Built here rather than with model.NewDefaultConfiguration, which
 	// creates a config directory under the user's home on first use.
 	return &model.Configuration{
@@ -134,14 +138,15 @@ func pdfConfig() *model.Configuration {
 		Timeout:                   5,
 		TimeoutCRL:                10,
 		TimeoutOCSP:               10,
-		Limits:                    model.DefaultResourceLimits(),
+		Limits:                    limits,
 	}
 }
 
 // Sanitize implements Sanitizer.
 func (PDFSanitizer) Sanitize(ctx context.Context, in io.ReaderAt, size int64, w io.Writer) (res Result, err error) {
-	if size > PDFMaxSize {
-		return Result{}, ErrPDFTooLarge
+	budget := memoryBudget(ctx)
+	if size > budget {
+		return Result{}, fmt.Errorf("%w (%d bytes, budget %d): %w", ErrPDFTooLarge, size, budget, ErrMemoryBudget)
 	}
 	if size <= 0 {
 		return Result{}, errors.New("cdr: pdf: empty input")
@@ -153,7 +158,7 @@ func (PDFSanitizer) Sanitize(ctx context.Context, in io.ReaderAt, size int64, w 
 		}
 	}()
 
-	pctx, err := pdfcpu.ReadWithContext(ctx, io.NewSectionReader(in, 0, size), pdfConfig())
+	pctx, err := pdfcpu.ReadWithContext(ctx, io.NewSectionReader(in, 0, size), pdfConfig(budget))
 	if err != nil {
 		if errors.Is(err, pdfcpu.ErrWrongPassword) {
 			return Result{}, ErrPDFEncrypted

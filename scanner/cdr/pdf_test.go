@@ -133,7 +133,7 @@ func pdfSanitize(t testing.TB, in []byte) ([]byte, Result) {
 // pdfRead reads and validates b with pdfcpu (relaxed) and decodes every object.
 func pdfRead(t testing.TB, b []byte) *model.Context {
 	t.Helper()
-	ctx, err := pdfcpu.Read(bytes.NewReader(b), pdfConfig())
+	ctx, err := pdfcpu.Read(bytes.NewReader(b), pdfConfig(DefaultMemoryBudget))
 	if err != nil {
 		t.Fatalf("read output: %v", err)
 	}
@@ -243,7 +243,7 @@ func pdfCheckClean(t *testing.T, out []byte) *model.Context {
 func TestPDFSanitizeMalicious(t *testing.T) {
 	in := pdfMalicious()
 	// The input itself must be readable, and hold what we look for.
-	if _, err := pdfcpu.Read(bytes.NewReader(in), pdfConfig()); err != nil {
+	if _, err := pdfcpu.Read(bytes.NewReader(in), pdfConfig(DefaultMemoryBudget)); err != nil {
 		t.Fatalf("test input: %v", err)
 	}
 	out, res := pdfSanitize(t, in)
@@ -268,7 +268,7 @@ func TestPDFSanitizeMalicious(t *testing.T) {
 // The same document rewritten by pdfcpu: objects packed in compressed
 // object streams with an xref stream.
 func TestPDFSanitizeObjectStreams(t *testing.T) {
-	ctx, err := pdfcpu.Read(bytes.NewReader(pdfMalicious()), pdfConfig())
+	ctx, err := pdfcpu.Read(bytes.NewReader(pdfMalicious()), pdfConfig(DefaultMemoryBudget))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +349,7 @@ func TestPDFSanitizeErrors(t *testing.T) {
 			}
 		})
 	}
-	_, err := PDFSanitizer{}.Sanitize(context.Background(), bytes.NewReader(nil), PDFMaxSize+1, io.Discard)
+	_, err := PDFSanitizer{}.Sanitize(context.Background(), bytes.NewReader(nil), DefaultMemoryBudget+1, io.Discard)
 	if !errors.Is(err, ErrPDFTooLarge) {
 		t.Errorf("oversize: %v", err)
 	}
@@ -403,7 +403,7 @@ func BenchmarkPDFSanitize(b *testing.B) {
 	var base time.Duration
 	for range 3 {
 		start := time.Now()
-		ctx, err := pdfcpu.Read(bytes.NewReader(in), pdfConfig())
+		ctx, err := pdfcpu.Read(bytes.NewReader(in), pdfConfig(DefaultMemoryBudget))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -110,8 +110,8 @@ func startScanner(t *testing.T, budget int64, edit func(*config.Workflow)) *test
 	return ts
 }
 
-// scan submits a file and returns its final result once the scanner has
-// announced it.
+// scan submits a file and returns the verdict the scanner publishes (its
+// final result event; the recorder that would store it is not needed).
 func (ts *testScanner) scan(name string, data []byte) *result.Record {
 	ts.t.Helper()
 	ctx := context.Background()
@@ -119,7 +119,7 @@ func (ts *testScanner) scan(name string, data []byte) *result.Record {
 	if err := ts.blobs.WriteAt(ctx, id, 0, bytes.NewReader(data), int64(len(data))); err != nil {
 		ts.t.Fatal(err)
 	}
-	done, err := ts.b.NC.SubscribeSync(events.ScanDoneSubject(id))
+	done, err := ts.b.NC.SubscribeSync(events.ResultSubject(events.Partition(id, ts.b.Opts.Partitions), id))
 	if err != nil {
 		ts.t.Fatal(err)
 	}
@@ -129,14 +129,19 @@ func (ts *testScanner) scan(name string, data []byte) *result.Record {
 	if err := ts.b.PublishFileComplete(ctx, fc); err != nil {
 		ts.t.Fatal(err)
 	}
-	if _, err := done.NextMsg(time.Minute); err != nil {
-		ts.t.Fatalf("no scan-done for %s: %v", name, err)
+	for {
+		m, err := done.NextMsg(time.Minute)
+		if err != nil {
+			ts.t.Fatalf("no verdict for %s: %v", name, err)
+		}
+		var ev result.Event
+		if err := json.Unmarshal(m.Data, &ev); err != nil {
+			ts.t.Fatal(err)
+		}
+		if ev.Kind == result.EventFinal {
+			return ev.Record
+		}
 	}
-	rec, _, err := result.Store{KV: ts.b.Results}.Get(ctx, id)
-	if err != nil {
-		ts.t.Fatal(err)
-	}
-	return rec
 }
 
 // extractionErrors returns what GET /file/{id}/extraction-errors shows.

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -165,6 +166,16 @@ func handBack(it jetstream.MessagesContext) {
 // (ack), or the message is parked until the earliest retry is due.
 func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) {
 	defer keepAlive(msg)()
+	defer func() {
+		// A bug met while delivering one file's webhook must not take the
+		// process (and every other delivery) down; the delivery is retried
+		// later, when the cause may be gone.
+		if v := recover(); v != nil {
+			n.log.Error().Any("panic", v).Str("stack", string(debug.Stack())).Str("subject", msg.Subject()).
+				Msg("webhook delivery panicked; retrying later")
+			_ = msg.NakWithDelay(time.Minute)
+		}
+	}()
 	var ev events.ScanDone
 	if err := json.Unmarshal(msg.Data(), &ev); err != nil || !ids.Valid(ev.DataID) {
 		// Nothing can ever be done with it; redelivering would loop.

@@ -227,18 +227,18 @@ func (x *extraction) scanChild(ctx context.Context, archiveName string, e archiv
 		}
 	}
 
-	in := &engines.Input{DataID: id, DisplayName: e.Name, MIME: ft.MIME, Size: e.Size}
+	in := &engines.Input{DataID: id, DisplayName: display, MIME: ft.MIME, Size: e.Size}
 	details, hashes, size, err := s.runEngines(ctx, x.wf, in, r, nil, nil)
 	if err != nil {
 		return childOutcome{}, err
 	}
-	codes := stepCodes(x.wf, e.Name, head)
+	codes := stepCodes(x.wf, display, head)
 	if depth+1 > x.limits.MaxDepth && kind != "" {
 		codes[result.ExceededDepth] = true
 	}
 	var ef *result.ExtractedFiles
 	if isArchive {
-		sub, subEF, err := x.extractArchive(ctx, id, e.Name, kind, nested, nestedSize, depth+1)
+		sub, subEF, err := x.extractArchive(ctx, id, display, kind, nested, nestedSize, depth+1)
 		if err != nil {
 			return childOutcome{}, err
 		}

@@ -156,7 +156,7 @@ func (a *Assembler) handle(ctx context.Context, p int, msg jetstream.Msg) {
 	}
 	seq := md.Sequence.Stream
 	log := a.log.With().Str("data_id", ev.DataID).Str("event", ev.Kind).Uint64("seq", seq).Logger()
-	defer keepAlive(msg)()
+	defer bus.KeepAlive(msg, bus.AssemblerAckWait/4)()
 	defer recoverEvent(msg, log, func() {
 		// The session cannot go on: its file gets a Failed verdict.
 		ev := &result.Event{Kind: result.EventClosed, DataID: ev.DataID, Code: result.Failed,

@@ -71,22 +71,3 @@ func recoverEvent(msg jetstream.Msg, log zerolog.Logger, fail func()) {
 	}
 	_ = msg.TermWithReason("handler panicked")
 }
-
-// keepAlive tells JetStream the event is still being worked on (hashing a
-// large part takes a while), so it is not redelivered meanwhile.
-func keepAlive(msg jetstream.Msg) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(bus.AssemblerAckWait / 4)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				_ = msg.InProgress()
-			case <-done:
-				return
-			}
-		}
-	}()
-	return func() { close(done) }
-}

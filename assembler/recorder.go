@@ -48,7 +48,7 @@ func (r *recorder) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	seq := md.Sequence.Stream
 	log := r.log.With().Str("data_id", ev.DataID).Str("event", ev.Kind).Uint64("seq", seq).Logger()
-	defer keepAlive(msg)()
+	defer bus.KeepAlive(msg, bus.AssemblerAckWait/4)()
 	defer recoverEvent(msg, log, nil)
 
 	for {

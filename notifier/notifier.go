@@ -165,7 +165,9 @@ func handBack(it jetstream.MessagesContext) {
 // handle processes one scan-done: every target is delivered or given up on
 // (ack), or the message is parked until the earliest retry is due.
 func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) {
-	defer keepAlive(msg)()
+	// Keep the message ours while an attempt runs, so a timeout close to
+	// the ack wait does not get the same delivery started by a peer.
+	defer bus.KeepAlive(msg, bus.NotifyAckWait/4)()
 	defer func() {
 		// A bug met while delivering one file's webhook must not take the
 		// process (and every other delivery) down; the delivery is retried
@@ -206,26 +208,6 @@ func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	_ = msg.Ack()
-}
-
-// keepAlive tells JetStream the message is still being worked on while an
-// attempt runs, so a timeout close to the consumer's ack wait does not get
-// the same delivery started by a peer. It returns the function that stops it.
-func keepAlive(msg jetstream.Msg) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		tick := time.NewTicker(bus.NotifyAckWait / 4)
-		defer tick.Stop()
-		for {
-			select {
-			case <-tick.C:
-				_ = msg.InProgress()
-			case <-done:
-				return
-			}
-		}
-	}()
-	return func() { close(done) }
 }
 
 func numDelivered(msg jetstream.Msg) int {

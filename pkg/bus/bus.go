@@ -339,32 +339,51 @@ func Consumers(o Options) []Consumer {
 		}},
 	}
 	for p := range o.Partitions {
-		cs = append(cs, Consumer{events.StreamResults, jetstream.ConsumerConfig{
-			Durable:        events.RecorderConsumer(p),
-			Description:    "result events of one partition, pinned to one recorder at a time",
-			AckPolicy:      jetstream.AckExplicitPolicy,
-			AckWait:        AssemblerAckWait,
-			MaxDeliver:     -1,
-			MaxAckPending:  1, // one event at a time, in order: a file's events apply in sequence
-			FilterSubject:  events.ResultPartitionSubjects(p),
-			PriorityPolicy: jetstream.PriorityPolicyPinned,
-			PriorityGroups: []string{events.RecorderGroup},
-			PinnedTTL:      AssemblerPinnedTTL,
-		}})
-		cs = append(cs, Consumer{events.StreamUploads, jetstream.ConsumerConfig{
-			Durable:        events.AssemblerConsumer(p),
-			Description:    "upload partition, pinned to one assembler at a time",
-			AckPolicy:      jetstream.AckExplicitPolicy,
-			AckWait:        AssemblerAckWait,
-			MaxDeliver:     -1,
-			MaxAckPending:  1, // one event at a time, in order: a session's events apply in sequence
-			FilterSubject:  events.UploadPartitionSubjects(p),
-			PriorityPolicy: jetstream.PriorityPolicyPinned,
-			PriorityGroups: []string{events.AssemblerGroup},
-			PinnedTTL:      AssemblerPinnedTTL,
-		}})
+		cs = append(cs,
+			partitionConsumer(events.StreamResults, events.RecorderConsumer(p), events.ResultPartitionSubjects(p),
+				events.RecorderGroup, "result events of one partition, pinned to one recorder at a time"),
+			partitionConsumer(events.StreamUploads, events.AssemblerConsumer(p), events.UploadPartitionSubjects(p),
+				events.AssemblerGroup, "upload partition, pinned to one assembler at a time"))
 	}
 	return cs
+}
+
+// partitionConsumer is the consumer of one partition of an ordered stream:
+// pinned to one member of group at a time, one event in flight, so a
+// file's events apply in sequence.
+func partitionConsumer(stream, name, filter, group, desc string) Consumer {
+	return Consumer{stream, jetstream.ConsumerConfig{
+		Durable:        name,
+		Description:    desc,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        AssemblerAckWait,
+		MaxDeliver:     -1,
+		MaxAckPending:  1,
+		FilterSubject:  filter,
+		PriorityPolicy: jetstream.PriorityPolicyPinned,
+		PriorityGroups: []string{group},
+		PinnedTTL:      AssemblerPinnedTTL,
+	}}
+}
+
+// KeepAlive tells JetStream every interval that msg is still being worked
+// on (hashing a large part, a slow webhook receiver), so it is not
+// redelivered to a peer meanwhile. It returns the function that stops it.
+func KeepAlive(msg jetstream.Msg, interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				_ = msg.InProgress()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // Buckets are scangate's KV buckets.

@@ -83,7 +83,7 @@ func (r *recorder) apply(ctx context.Context, ev *result.Event, seq uint64, log 
 	}
 	if rec != nil && seq <= rec.Seq {
 		if seq == rec.Seq {
-			return r.effects(ctx, ev, rec, log) // written, but maybe not followed up
+			return r.effects(ctx, ev, rec, rev, log) // written, but maybe not followed up
 		}
 		return nil
 	}
@@ -95,17 +95,18 @@ func (r *recorder) apply(ctx context.Context, ev *result.Event, seq uint64, log 
 		return nil
 	}
 	next.Seq = seq
-	if _, err := r.results.Put(ctx, next, rev); err != nil {
+	rev, err = r.results.Put(ctx, next, rev)
+	if err != nil {
 		return err
 	}
-	return r.effects(ctx, ev, next, log)
+	return r.effects(ctx, ev, next, rev, log)
 }
 
-// effects follow from rec having just been written by ev.
-func (r *recorder) effects(ctx context.Context, ev *result.Event, rec *result.Record, log zerolog.Logger) error {
+// effects follow from rec having just been written by ev, at revision rev.
+func (r *recorder) effects(ctx context.Context, ev *result.Event, rec *result.Record, rev uint64, log zerolog.Logger) error {
 	switch {
 	case rec.Final():
-		done := &events.ScanDone{DataID: ev.DataID, CallbackURL: rec.Meta.CallbackURL, SanitizedURL: rec.Meta.SanitizedURL}
+		done := &events.ScanDone{DataID: ev.DataID, Revision: rev, CallbackURL: rec.Meta.CallbackURL, SanitizedURL: rec.Meta.SanitizedURL}
 		if err := r.b.PublishScanDone(ctx, done); err != nil {
 			return err
 		}

@@ -38,7 +38,7 @@ func (s *Server) getFile(c *fiber.Ctx) error {
 
 func (s *Server) sendResult(c *fiber.Ctx, dataID, lookupKey string) error {
 	ctx := c.UserContext()
-	raw, err := s.results.GetRaw(ctx, dataID)
+	raw, _, err := s.results.GetRaw(ctx, dataID)
 	if errors.Is(err, result.ErrNotFound) {
 		rec, err := s.pending(ctx, dataID)
 		if errors.Is(err, result.ErrNotFound) {
@@ -360,7 +360,7 @@ func (s *Server) replayWebhook(c *fiber.Ctx) error {
 		return apiError(fiber.StatusNotFound, "No callback url set.")
 	}
 	ctx := c.UserContext()
-	rec, _, err := s.results.Get(ctx, id)
+	rec, rev, err := s.results.Get(ctx, id)
 	if errors.Is(err, result.ErrNotFound) || (err == nil && rec.Meta.CallbackURL == "" && rec.Meta.SanitizedURL == "") {
 		return apiError(fiber.StatusNotFound, "No callback url set.")
 	}
@@ -388,7 +388,7 @@ func (s *Server) replayWebhook(c *fiber.Ctx) error {
 			return apiError(fiber.StatusConflict, "A delivery is still in progress.")
 		}
 	}
-	done := &events.ScanDone{DataID: id, CallbackURL: rec.Meta.CallbackURL, SanitizedURL: rec.Meta.SanitizedURL}
+	done := &events.ScanDone{DataID: id, Revision: rev, CallbackURL: rec.Meta.CallbackURL, SanitizedURL: rec.Meta.SanitizedURL}
 	if err := s.b.ReplayScanDone(ctx, done); err != nil {
 		return err
 	}

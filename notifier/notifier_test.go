@@ -106,7 +106,7 @@ func finish(t *testing.T, b *bus.Bus, callbackURL string) (string, []byte) {
 	if _, err := store.Put(ctx, rec, 0); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := store.GetRaw(ctx, id)
+	raw, _, err := store.GetRaw(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -580,5 +580,43 @@ func TestInterruptedLastAttemptCounts(t *testing.T) {
 	}
 	if n := rcv.count(); n != 0 {
 		t.Errorf("receiver got %d requests, want none", n)
+	}
+}
+
+// A scan-done names the revision its final result was written at. A read
+// that finds an older record (a replica behind the write, in a cluster) is
+// not delivered: the callback waits for the final result every reader sees.
+func TestStaleResultIsNotDelivered(t *testing.T) {
+	b := newBus(t)
+	rcv := newReceiver(t, always(http.StatusOK))
+	startNotifier(t, b, testConfig(t))
+	ctx := context.Background()
+	id := ids.New()
+	now := time.Now()
+	store := result.Store{KV: b.Results}
+	rec := result.New(id, 5, events.Hashes{}, events.FileMeta{DisplayName: "x.txt", CallbackURL: rcv.URL}, now, result.InProgress)
+	rev, err := store.Put(ctx, rec, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Announced as written at the next revision, which this reader does
+	// not see yet.
+	announce(t, b, &events.ScanDone{DataID: id, Revision: rev + 1, CallbackURL: rcv.URL}, id)
+	waitFor(t, "the notifier to meet the stale record", func() bool {
+		c, err := b.JS.Consumer(ctx, events.StreamScans, events.ConsumerNotifier)
+		return err == nil && c.CachedInfo().Delivered.Consumer >= 1
+	})
+	rec.Finish(result.Infected, nil, now, now.Add(time.Millisecond))
+	if _, err := store.Put(ctx, rec, rev); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, b, id, StateDelivered)
+	hits := rcv.all()
+	if len(hits) != 1 {
+		t.Fatalf("receiver got %d deliveries, want 1", len(hits))
+	}
+	var got result.Result
+	if err := json.Unmarshal(hits[0].body, &got); err != nil || got.ScanResults.ScanAllResultI != result.Infected {
+		t.Errorf("delivered %s, want the final result", hits[0].body)
 	}
 }

@@ -33,16 +33,19 @@ const (
 type target struct {
 	kind kind
 	url  string
+	// minRev is the results revision the final record was written at: a
+	// read that finds less came from a replica behind the write.
+	minRev uint64
 }
 
 // targetsOf lists what a scan-done asks to deliver.
 func targetsOf(ev *events.ScanDone) []target {
 	var ts []target
 	if ev.CallbackURL != "" {
-		ts = append(ts, target{kind: kindCallback, url: ev.CallbackURL})
+		ts = append(ts, target{kind: kindCallback, url: ev.CallbackURL, minRev: ev.Revision})
 	}
 	if ev.SanitizedURL != "" {
-		ts = append(ts, target{kind: kindSanitized, url: ev.SanitizedURL})
+		ts = append(ts, target{kind: kindSanitized, url: ev.SanitizedURL, minRev: ev.Revision})
 	}
 	return ts
 }
@@ -69,6 +72,10 @@ func (t target) webhookID(dataID string) string {
 	return "msg_" + dataID + "_" + string(t.kind)
 }
 
+// errStale marks a read that came from a replica behind the write: read
+// again shortly.
+var errStale = errors.New("stale read")
+
 // errPermanent marks a payload that can never be produced: retrying is
 // pointless.
 var errPermanent = errors.New("permanent")
@@ -84,12 +91,17 @@ type payload struct {
 
 // payload is the body and content headers t receives for dataID.
 func (n *Notifier) payload(ctx context.Context, t target, dataID string) (*payload, error) {
-	raw, err := n.results.GetRaw(ctx, dataID)
-	if errors.Is(err, result.ErrNotFound) {
+	raw, rev, err := n.results.GetRaw(ctx, dataID)
+	if errors.Is(err, result.ErrNotFound) && t.minRev == 0 {
 		return nil, fmt.Errorf("%w: no result stored for %s", errPermanent, dataID)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if rev < t.minRev {
+		// What every reader will see is the record at minRev: never deliver
+		// an older one (an in-progress 255) from a lagging replica.
+		return nil, fmt.Errorf("result of %s read at revision %d, written at %d: %w", dataID, rev, t.minRev, errStale)
 	}
 	body, err := result.ResultJSON(raw)
 	if err != nil || len(body) == 0 {

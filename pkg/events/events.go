@@ -171,9 +171,12 @@ type FileComplete struct {
 	UploadedAt  time.Time `json:"uploaded_at"`
 }
 
-// ScanDone says: DataID has its final result in the results bucket.
+// ScanDone says: DataID has its final result in the results bucket, at
+// Revision (0: unknown). A reader that finds an older revision (a replica
+// behind the write) reads again rather than act on it.
 type ScanDone struct {
 	DataID       string `json:"data_id"`
+	Revision     uint64 `json:"revision,omitempty"`
 	CallbackURL  string `json:"callbackurl,omitempty"`
 	SanitizedURL string `json:"sanitizedurl,omitempty"`
 }

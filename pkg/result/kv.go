@@ -28,10 +28,9 @@ func (s Store) Get(ctx context.Context, dataID string) (*Record, uint64, error) 
 }
 
 // GetRaw returns the stored JSON of dataID's record, for serving without
-// decoding and encoding it again.
-func (s Store) GetRaw(ctx context.Context, dataID string) ([]byte, error) {
-	raw, _, err := s.kv().GetRaw(ctx, dataID)
-	return raw, err
+// decoding and encoding it again, and its revision.
+func (s Store) GetRaw(ctx context.Context, dataID string) ([]byte, uint64, error) {
+	return s.kv().GetRaw(ctx, dataID)
 }
 
 // Put writes r: revision 0 creates (ErrConflict if it exists), otherwise it

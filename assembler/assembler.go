@@ -471,11 +471,14 @@ func (a *Assembler) hashPrefix(ctx context.Context, st *state) error {
 		return err
 	}
 	defer m.Close()
-	obj, err := a.blobs.Open(ctx, st.Session.DataID)
+	obj, err := blob.OpenPrefix(ctx, a.blobs, st.Session.DataID)
 	if err != nil {
 		return err
 	}
 	defer obj.Close()
+	if obj.Size() < end {
+		return fmt.Errorf("stored prefix of %s ends at %d, the parts applied at %d", st.Session.DataID, obj.Size(), end)
+	}
 	if _, err := io.CopyBuffer(m, io.NewSectionReader(obj, st.HashedBytes, end-st.HashedBytes), make([]byte, 256<<10)); err != nil {
 		return err
 	}

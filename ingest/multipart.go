@@ -304,7 +304,10 @@ func (s *Server) storePart(c *fiber.Ctx, sess *session.Session, off, n int64) er
 		return err
 	}
 	part := &events.UploadEvent{Kind: events.UploadPart, DataID: sess.DataID, Off: off, Len: n, Digest: sum}
-	if _, err := s.b.PublishUpload(s.ctx, sess.Partition, part, fmt.Sprintf("part-%s-%d-%d-%s", sess.DataID, off, n, sum)); err != nil {
+	// Every stored part is its own event, even one resent with the same
+	// bytes: a duplicate event changes nothing, a dropped one could leave a
+	// hole the client was told is filled.
+	if _, err := s.b.PublishUpload(s.ctx, sess.Partition, part, "part-"+ids.New()); err != nil {
 		return s.queueError(err, log)
 	}
 	log.Debug().Msg("part stored")

@@ -16,6 +16,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
@@ -233,6 +235,11 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	var fe *fiber.Error
 	if errors.As(err, &fe) {
 		status, msg = fe.Code, fe.Message
+	} else if unavailable(err) {
+		// JetStream is between leaders, or a node is gone: a pause, not a
+		// failure; the client tries again.
+		s.log.Warn().Err(err).Str("method", c.Method()).Str("path", c.Path()).Msg("JetStream unavailable; answered 503")
+		status, msg = fiber.StatusServiceUnavailable, "Service temporarily unavailable. Try again later."
 	} else {
 		ev := s.log.Error().Err(err).Str("method", c.Method()).Str("path", c.Path())
 		if stack, ok := c.Locals(panicStack).(string); ok {
@@ -240,10 +247,21 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		}
 		ev.Msg("request failed")
 	}
-	if errors.As(err, new(*retryLater)) {
+	if status == fiber.StatusServiceUnavailable && len(c.Response().Header.Peek(fiber.HeaderRetryAfter)) == 0 {
 		c.Set(fiber.HeaderRetryAfter, retryAfter)
 	}
 	return c.Status(status).JSON(fiber.Map{"err": msg})
+}
+
+// unavailable reports errors that mean JetStream could not answer just
+// now (no quorum, a leader election, a lost connection) rather than a fault.
+func unavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrConnectionClosed) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.As(err, &apiErr) && apiErr.Code == 503
 }
 
 // panicStack keys (in the request's locals) the stack of a handler that

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,8 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/scangate/scangate/pkg/blob"
+	"github.com/scangate/scangate/pkg/bus"
+	"github.com/scangate/scangate/pkg/config"
 	"github.com/scangate/scangate/pkg/ids"
+	"github.com/scangate/scangate/pkg/workflow"
 )
 
 func partHead(id string, n int) string {
@@ -277,5 +282,40 @@ func TestConnectionCap(t *testing.T) {
 			t.Fatal("server stopped")
 		case <-time.After(10 * time.Millisecond): // the server notices the close on its own time
 		}
+	}
+}
+
+// Losing JetStream (no quorum, a leader election, a dropped connection) is
+// a pause: requests that need it get 503 with Retry-After, never a 4xx or
+// a bare 500.
+func TestJetStreamUnavailableIs503(t *testing.T) {
+	sharedBus(t)
+	nc, err := busSrv.Connect("ingest-unavailable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := bus.Open(context.Background(), nc, bus.Options{MaxQueued: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := blob.NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(b, fs, Options{Workflows: workflow.NewSet(config.Default().Workflows)}, zerolog.New(testWriter{t}))
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	nc.Close()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/file/" + ids.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("GET /file without JetStream: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 }

@@ -38,9 +38,9 @@ import (
 type Options struct {
 	Workers int           // files scanned at once
 	Timeout time.Duration // a scan longer than this ends with verdict 31
-	// Heartbeat is how often a running scan reports progress and keeps its
-	// work item (default bus.ScanHeartbeat; it must stay well under
-	// bus.ScanAckWait).
+	// Heartbeat is how often a running scan reports progress (default
+	// bus.ScanHeartbeat). The work item itself is kept every
+	// bus.ScanKeepAlive.
 	Heartbeat time.Duration
 	Workflows *workflow.Set
 	Version   string // reported in the scanner registry
@@ -81,7 +81,7 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Scanne
 	if opts.Workers < 1 {
 		opts.Workers = 1
 	}
-	if opts.Heartbeat <= 0 || opts.Heartbeat > bus.ScanAckWait/2 {
+	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = bus.ScanHeartbeat
 	}
 	return &Scanner{
@@ -252,7 +252,7 @@ func (s *Scanner) commit(ctx context.Context, msg jetstream.Msg, rec *result.Rec
 			return
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, bus.ScanHeartbeat)
+		delay = min(2*delay, bus.ScanKeepAlive)
 	}
 	if err := msg.DoubleAck(ctx); err != nil {
 		log.Warn().Err(err).Msg("ack failed; the file will be redelivered and found final")
@@ -289,6 +289,8 @@ func (s *Scanner) heartbeat(ctx context.Context, msg jetstream.Msg, dataID strin
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
+		keep := time.NewTicker(min(bus.ScanKeepAlive, s.opts.Heartbeat))
+		defer keep.Stop()
 		t := time.NewTicker(s.opts.Heartbeat)
 		defer t.Stop()
 		for n := 1; ; n++ {
@@ -297,10 +299,13 @@ func (s *Scanner) heartbeat(ctx context.Context, msg jetstream.Msg, dataID strin
 				return
 			case <-ctx.Done():
 				return
+			case <-keep.C:
+				if err := msg.InProgress(); err != nil {
+					log.Warn().Err(err).Msg("keeping the work item failed")
+				}
+				n--
+				continue
 			case <-t.C:
-			}
-			if err := msg.InProgress(); err != nil {
-				log.Warn().Err(err).Msg("heartbeat failed")
 			}
 			pct := 99
 			if size > 0 {
@@ -315,6 +320,30 @@ func (s *Scanner) heartbeat(ctx context.Context, msg jetstream.Msg, dataID strin
 	return func() { close(done); wg.Wait() }
 }
 
+// blobOpenWait bounds how long a file that was announced complete may be
+// missing from the blob store: in a cluster, a replica behind the write
+// answers "not found" for a moment.
+const blobOpenWait = 10 * time.Second
+
+// openBlob opens a file's bytes, reading again while the store says they
+// are not there yet.
+func (s *Scanner) openBlob(ctx context.Context, key string) (blob.Object, error) {
+	deadline := time.Now().Add(blobOpenWait)
+	delay := 20 * time.Millisecond
+	for {
+		obj, err := s.blobs.Open(ctx, key)
+		if !errors.Is(err, blob.ErrNotFound) && !errors.Is(err, blob.ErrIncomplete) || time.Now().After(deadline) {
+			return obj, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
 // scan runs the workflow's steps and fills rec with the verdict.
 func (s *Scanner) scan(ctx context.Context, fc *events.FileComplete, rec *result.Record, read *atomic.Int64) error {
 	start := time.Now()
@@ -322,7 +351,7 @@ func (s *Scanner) scan(ctx context.Context, fc *events.FileComplete, rec *result
 	if !ok {
 		return fmt.Errorf("workflow %q is no longer configured", fc.Meta.Workflow)
 	}
-	obj, err := s.blobs.Open(ctx, fc.DataID)
+	obj, err := s.openBlob(ctx, fc.DataID)
 	if err != nil {
 		return fmt.Errorf("open file: %w", err)
 	}

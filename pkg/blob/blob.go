@@ -30,6 +30,21 @@ type Object interface {
 	Size() int64
 }
 
+// PrefixOpener is implemented by stores whose Open refuses a blob with
+// gaps: OpenPrefix reads from offset 0 up to the first gap.
+type PrefixOpener interface {
+	OpenPrefix(ctx context.Context, key string) (Object, error)
+}
+
+// OpenPrefix opens the contiguous prefix of key: with a store that reads
+// through gaps (sparse files) that is simply Open.
+func OpenPrefix(ctx context.Context, s Store, key string) (Object, error) {
+	if p, ok := s.(PrefixOpener); ok {
+		return p.OpenPrefix(ctx, key)
+	}
+	return s.Open(ctx, key)
+}
+
 // SpaceReporter is implemented by stores on a local disk.
 type SpaceReporter interface {
 	// FreeBytes is the space still available to the store.

@@ -390,8 +390,9 @@ type segment struct {
 // earlier offset (the longer one at equal offsets) wins each byte, so a
 // later part only contributes what lies past the bytes covered so far, and a
 // part entirely inside covered bytes is left out. A byte covered by no part
-// is ErrIncomplete. The size is the end of the last part.
-func manifest(key string, parts []part) ([]segment, int64, error) {
+// is ErrIncomplete, unless prefix is set: then the manifest ends at the
+// first gap. The size is the end of the last part taken.
+func manifest(key string, parts []part, prefix bool) ([]segment, int64, error) {
 	parts = slices.Clone(parts)
 	slices.SortFunc(parts, func(a, b part) int {
 		if a.off != b.off {
@@ -407,6 +408,9 @@ func manifest(key string, parts []part) ([]segment, int64, error) {
 			continue
 		}
 		if p.off > end {
+			if prefix {
+				break
+			}
 			return nil, 0, fmt.Errorf("%w: %s: bytes %d to %d are missing", ErrIncomplete, key, end, p.off-1)
 		}
 		segs = append(segs, segment{name: partName(key, p.off, p.n), start: end, end: pe, skip: end - p.off})
@@ -471,6 +475,17 @@ func parsePart(key, name string) (part, error) {
 // Open reads key's manifest. Reads of the returned Object use ctx: cancel it
 // to stop them.
 func (s *JetStream) Open(ctx context.Context, key string) (Object, error) {
+	return s.open(ctx, key, false)
+}
+
+// OpenPrefix is Open for the bytes of key from offset 0 up to the first
+// gap, for a file whose parts are still arriving (its prefix is hashed as
+// it grows).
+func (s *JetStream) OpenPrefix(ctx context.Context, key string) (Object, error) {
+	return s.open(ctx, key, true)
+}
+
+func (s *JetStream) open(ctx context.Context, key string, prefix bool) (Object, error) {
 	if !ValidKey(key) {
 		return nil, ErrBadKey
 	}
@@ -481,7 +496,7 @@ func (s *JetStream) Open(ctx context.Context, key string) (Object, error) {
 	if len(parts) == 0 {
 		return nil, ErrNotFound
 	}
-	segs, size, err := manifest(key, parts)
+	segs, size, err := manifest(key, parts, prefix)
 	if err != nil {
 		return nil, err
 	}

@@ -275,9 +275,12 @@ func Streams(o Options) []jetstream.StreamConfig {
 }
 
 // Scanner heartbeat and redelivery tuning. A scanner that dies holds its file
-// for at most ScanAckWait; a live one extends it every ScanHeartbeat.
+// for at most ScanAckWait, so a peer takes it within seconds; a live one
+// keeps it with an InProgress every ScanKeepAlive and reports progress
+// every ScanHeartbeat.
 const (
-	ScanAckWait   = 30 * time.Second
+	ScanAckWait   = 6 * time.Second
+	ScanKeepAlive = 2 * time.Second
 	ScanHeartbeat = 10 * time.Second
 	// ScanMaxAttempts: a file delivered more often than this (every earlier
 	// scanner died on it) gets a Failed verdict instead of another scan.

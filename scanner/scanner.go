@@ -216,6 +216,13 @@ func (s *Scanner) handle(ctx context.Context, msg jetstream.Msg) {
 	case errors.Is(scanCtx.Err(), context.DeadlineExceeded):
 		log.Warn().Dur("timeout", s.opts.Timeout).Msg("scan timed out")
 		rec.Finish(result.GlobalTimeout, nil, start, time.Now())
+	case errors.Is(err, blob.ErrUnavailable):
+		// The store could not serve the bytes just now (a node lost): the
+		// file is scanned again shortly, by us or a peer, rather than
+		// failed. Repeated failures end in Failed via the attempt limit.
+		log.Warn().Err(err).Msg("file unreadable for now; scanning again later")
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
 	case err != nil:
 		log.Error().Err(err).Msg("scan failed")
 		rec.Finish(result.Failed, []string{err.Error()}, start, time.Now())

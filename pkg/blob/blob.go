@@ -51,6 +51,11 @@ type SpaceReporter interface {
 	FreeBytes() (int64, error)
 }
 
+// ErrUnavailable marks a read or write the store could not do just now (its
+// backing servers are between leaders, or one is gone): trying again later
+// may succeed, and the bytes are not known to be lost.
+var ErrUnavailable = errors.New("blob store unavailable")
+
 // ErrNotFound is returned by Open for a key that holds nothing.
 var ErrNotFound = errors.New("blob not found")
 

@@ -690,6 +690,11 @@ const (
 	prefetchChunks = 4
 )
 
+// chunkTimeout bounds the wait for one chunk: a read whose stream lost its
+// leader fails within seconds (and is retried by its caller) instead of
+// hanging for as long as the caller's context allows.
+const chunkTimeout = 15 * time.Second
+
 // chunkSource yields the chunks of one part object in order.
 type chunkSource interface {
 	next(ctx context.Context) ([]byte, error)
@@ -805,7 +810,12 @@ type directSource struct {
 // yet; it is asked again a few times before giving up.
 func (d *directSource) next(ctx context.Context) ([]byte, error) {
 	for attempt := 0; ; attempt++ {
-		m, err := d.s.objStream.GetMsg(ctx, d.seq, jetstream.WithGetMsgSubject(d.subj))
+		opCtx, cancel := context.WithTimeout(ctx, chunkTimeout)
+		m, err := d.s.objStream.GetMsg(opCtx, d.seq, jetstream.WithGetMsgSubject(d.subj))
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("%w: read %s: no chunk within %s", ErrUnavailable, d.name, chunkTimeout)
+		}
 		if errors.Is(err, jetstream.ErrMsgNotFound) && attempt < 5 {
 			select {
 			case <-ctx.Done():
@@ -849,7 +859,12 @@ func (s *JetStream) consumerSource(ctx context.Context, name, subj string) (*con
 }
 
 func (c *consumerSource) next(ctx context.Context) ([]byte, error) {
-	m, err := c.it.Next(jetstream.NextContext(ctx))
+	opCtx, cancel := context.WithTimeout(ctx, chunkTimeout)
+	defer cancel()
+	m, err := c.it.Next(jetstream.NextContext(opCtx))
+	if err != nil && ctx.Err() == nil && opCtx.Err() != nil {
+		return nil, fmt.Errorf("%w: read %s: no chunk within %s", ErrUnavailable, c.name, chunkTimeout)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("blob jetstream: read %s: %w", c.name, err)
 	}

@@ -127,6 +127,7 @@ func New(b *bus.Bus, blobs blob.Store, dbPath string, opts Options, log zerolog.
 func (a *Assembler) Run(ctx context.Context) error {
 	defer a.db.Close()
 	var wg sync.WaitGroup
+	wg.Go(func() { a.sweepLoop(ctx) })
 	for p := range a.b.Opts.Partitions {
 		wg.Go(func() {
 			pull(ctx, a.b, events.StreamUploads, events.AssemblerConsumer(p), events.AssemblerGroup,
@@ -596,4 +597,55 @@ func (a *Assembler) save(st *state) error {
 		}
 		return b.Put([]byte(st.Session.DataID), v)
 	})
+}
+
+// cacheSweepEvery is how often the cache is checked for sessions that
+// ended while another assembler owned their partition.
+const cacheSweepEvery = 10 * time.Minute
+
+// sweepCache drops cached sessions that are over: ended in the shared view
+// (another assembler finished them while it owned the partition), or gone
+// from it. Without it such entries would stay for ever; a session still
+// uploading is kept (and rebuilt if its view is ahead, when its next event
+// comes).
+func (a *Assembler) sweepCache(ctx context.Context) {
+	var ids []string
+	_ = a.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSessions).ForEach(func(k, _ []byte) error {
+			ids = append(ids, string(k))
+			return nil
+		})
+	})
+	dropped := 0
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			return
+		}
+		view, _, err := a.sessions.Get(ctx, id)
+		if err != nil && !errors.Is(err, session.ErrNotFound) {
+			a.log.Warn().Err(err).Str("data_id", id).Msg("cache sweep: session view unreadable; kept")
+			continue
+		}
+		if view != nil && view.Status == session.Uploading {
+			continue
+		}
+		if err := a.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSessions).Delete([]byte(id)) }); err != nil {
+			a.log.Warn().Err(err).Str("data_id", id).Msg("cache sweep: dropping an ended session failed")
+			continue
+		}
+		dropped++
+	}
+	a.log.Info().Int("cached", len(ids)-dropped).Int("dropped", dropped).Msg("session cache swept")
+}
+
+// sweepLoop sweeps the cache at start and every cacheSweepEvery.
+func (a *Assembler) sweepLoop(ctx context.Context) {
+	for {
+		a.sweepCache(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(cacheSweepEvery):
+		}
+	}
 }

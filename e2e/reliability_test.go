@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scangate/scangate/internal/node"
@@ -379,10 +381,15 @@ func startNodeTapped(t *testing.T, cfg *config.Config) (*node.Node, *logTap) {
 	return n, tap
 }
 
-// An upload partition that moves from assembler A to B and back to A (a
-// rolling restart) completes the file: A finds its cached session behind
-// what B applied and rebuilds it from the stream instead of trusting it.
-func TestPartitionMovesAwayAndBack(t *testing.T) {
+// assemblerHost is a node running ingest, scanner and notifier, whose
+// assemblers run as separate nodes the test starts and stops, so it knows
+// which one owns a partition.
+type assemblerHost struct {
+	t     *testing.T
+	first *node.Node
+}
+
+func newAssemblerHost(t *testing.T) *assemblerHost {
 	cfg := testConfig(t)
 	cfg.NATS.Listen = "127.0.0.1:0"
 	if err := cfg.Validate(); err != nil {
@@ -393,83 +400,139 @@ func TestPartitionMovesAwayAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = first.Close() })
-	assemblerAt := func(dataDir string) *node.Node {
-		c := testConfig(t)
-		c.DataDir = dataDir
-		c.NATS.URL = first.NATSURL()
-		c.Blob.Store = "fs"
-		if err := c.Validate(); err != nil {
-			t.Fatal(err)
-		}
-		n, err := node.Start(context.Background(), c, []node.Role{node.Assembler}, "test", testLog{t})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	// Both assemblers use the first node's blob directory through a shared
-	// data dir layout: the fs store lives under <data>/blobs.
-	dirA, dirB := t.TempDir(), t.TempDir()
-	shareBlobs := func(dir string) {
-		if err := os.Symlink(filepath.Join(cfg.DataDir, "blobs"), filepath.Join(dir, "blobs")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	shareBlobs(dirA)
-	shareBlobs(dirB)
-	ctx := context.Background()
-	handOver := func(id string) {
-		// The pinned owner is gone; let the next one take over at once
-		// rather than after the pin's time to live.
-		p := events.Partition(id, first.Bus().Opts.Partitions)
-		for _, c := range []struct{ stream, consumer, group string }{
-			{events.StreamUploads, events.AssemblerConsumer(p), events.AssemblerGroup},
-			{events.StreamResults, events.RecorderConsumer(p), events.RecorderGroup},
-		} {
-			st, err := first.Bus().JS.Stream(ctx, c.stream)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = st.UnpinConsumer(ctx, c.consumer, c.group)
-		}
-	}
+	return &assemblerHost{t: t, first: first}
+}
 
+// dataDir is a data dir for an assembler that shares the first node's fs
+// blob store (the fs store lives under <data>/blobs).
+func (h *assemblerHost) dataDir() string {
+	dir := h.t.TempDir()
+	if err := os.Symlink(filepath.Join(h.first.Config().DataDir, "blobs"), filepath.Join(dir, "blobs")); err != nil {
+		h.t.Fatal(err)
+	}
+	return dir
+}
+
+// assembler starts an assembler on dataDir, logging to out.
+func (h *assemblerHost) assembler(dataDir string, out io.Writer) *node.Node {
+	c := testConfig(h.t)
+	c.DataDir = dataDir
+	c.NATS.URL = h.first.NATSURL()
+	if _, ok := out.(*logTap); ok {
+		c.Log.Level = "info" // the test waits on what it says
+	}
+	if err := c.Validate(); err != nil {
+		h.t.Fatal(err)
+	}
+	n, err := node.Start(context.Background(), c, []node.Role{node.Assembler}, "test", out)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+// handOver lets the next assembler take id's partitions at once, rather
+// than after the pin's time to live, once their owner is gone.
+func (h *assemblerHost) handOver(id string) {
+	ctx := context.Background()
+	p := events.Partition(id, h.first.Bus().Opts.Partitions)
+	for _, c := range []struct{ stream, consumer, group string }{
+		{events.StreamUploads, events.AssemblerConsumer(p), events.AssemblerGroup},
+		{events.StreamResults, events.RecorderConsumer(p), events.RecorderGroup},
+	} {
+		st, err := h.first.Bus().JS.Stream(ctx, c.stream)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		_ = st.UnpinConsumer(ctx, c.consumer, c.group)
+	}
+}
+
+// An upload partition that moves from assembler A to B and back to A (a
+// rolling restart) completes the file: A finds its cached session behind
+// what B applied and rebuilds it from the stream instead of trusting it.
+func TestPartitionMovesAwayAndBack(t *testing.T) {
+	h := newAssemblerHost(t)
+	base := h.first.URL("")
 	const part, parts = 64 << 10, 4
 	file := randomBytes(t, part*parts)
 	total := int64(len(file))
 	send := func(id string, i int) {
-		if code, out := sendPart(t, first.URL(""), id, int64(i*part), file[i*part:(i+1)*part], total); code != 200 {
+		if code, out := sendPart(t, base, id, int64(i*part), file[i*part:(i+1)*part], total); code != 200 {
 			t.Fatalf("part %d: %d %v", i, code, out)
 		}
 	}
 	applied := func(id string, n int) {
 		waitFor(t, fmt.Sprintf("%d parts applied", n), func() bool {
-			return sessionStatus(t, first.URL(""), id)["received_length"] == float64(n*part)
+			return sessionStatus(t, base, id)["received_length"] == float64(n*part)
 		})
 	}
+	dirA, dirB := h.dataDir(), h.dataDir()
 
-	a := assemblerAt(dirA)
-	id := openMultipart(t, first.URL(""), total, nil)
+	a := h.assembler(dirA, testLog{t})
+	id := openMultipart(t, base, total, nil)
 	send(id, 0)
 	applied(id, 1)
 	_ = a.Close()
-	handOver(id)
+	h.handOver(id)
 
-	b := assemblerAt(dirB)
+	b := h.assembler(dirB, testLog{t})
 	send(id, 1)
 	send(id, 2)
 	applied(id, 3)
 	_ = b.Close()
-	handOver(id)
+	h.handOver(id)
 
-	a = assemblerAt(dirA) // its cache still says one part
+	a = h.assembler(dirA, testLog{t}) // its cache still says one part
 	t.Cleanup(func() { _ = a.Close() })
 	send(id, 3)
-	r := waitResult(t, first.URL(""), id)
+	r := waitResult(t, base, id)
 	if path(r, "file_info", "sha256") != digestsOf(file).sha256 || path(r, "scan_results", "scan_all_result_i") != float64(0) {
 		t.Errorf("after A→B→A: %v %v", r["file_info"], r["scan_results"])
 	}
-	if st := sessionStatus(t, first.URL(""), id); st["status"] != "complete" {
+	if st := sessionStatus(t, base, id); st["status"] != "complete" {
 		t.Errorf("session after A→B→A: %v", st)
 	}
+}
+
+// A session that another assembler finished while it owned the partition
+// does not stay in this assembler's cache for ever.
+func TestCacheDropsSessionsEndedElsewhere(t *testing.T) {
+	h := newAssemblerHost(t)
+	base := h.first.URL("")
+	file := randomBytes(t, 2<<10)
+	total := int64(len(file))
+	dirA, dirB := h.dataDir(), h.dataDir()
+
+	a := h.assembler(dirA, testLog{t})
+	id := openMultipart(t, base, total, nil)
+	if code, out := sendPart(t, base, id, 0, file[:1<<10], total); code != 200 {
+		t.Fatalf("first part: %d %v", code, out)
+	}
+	waitFor(t, "the first part applied", func() bool { return sessionStatus(t, base, id)["received_length"] == float64(1<<10) })
+	_ = a.Close()
+	h.handOver(id)
+
+	b := h.assembler(dirB, testLog{t})
+	if code, out := sendPart(t, base, id, 1<<10, file[1<<10:], total); code != 200 {
+		t.Fatalf("last part: %d %v", code, out)
+	}
+	waitResult(t, base, id)
+	_ = b.Close()
+
+	tap := &logTap{t: t}
+	a = h.assembler(dirA, tap)
+	tap.waitLine(`"message":"session cache swept"`, `"dropped":1`)
+	_ = a.Close()
+	db, err := bolt.Open(filepath.Join(dirA, "assembler.db"), 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_ = db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket([]byte("sessions")); b != nil && b.Get([]byte(id)) != nil {
+			t.Errorf("the ended session %s is still cached", id)
+		}
+		return nil
+	})
 }

@@ -27,6 +27,9 @@ commands:
   scanner     the scanning role only (needs --nats)
   notifier    the webhook role only (needs --nats)
   assembler   the multipart upload role (needs --nats)
+  migrate     show and apply this configuration's streams, buckets and
+              consumers to JetStream (--dry-run: show only). Without --nats
+              it works on the embedded store in --data: stop serve first
   version     print the version
 
 flags (every command):
@@ -34,6 +37,7 @@ flags (every command):
   --listen ADDR   HTTP address (default 127.0.0.1:8008)
   --data DIR      data directory (default ./data)
   --nats URL      external NATS; empty runs an embedded server (serve only)
+  --dry-run       migrate: show the changes, apply none
 `
 
 // Run is main without the process: tests call it directly. It returns the
@@ -62,12 +66,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		roles = []node.Role{node.Notifier}
 	case "assembler":
 		roles = []node.Role{node.Assembler}
+	case "migrate":
+		return migrate(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "scangate: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
 
-	cfg, err := loadConfig(cmd, rest, stderr)
+	cfg, err := loadConfig(cmd, rest, stderr, nil)
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(stderr, "scangate %s: %v\n", cmd, err)
@@ -99,14 +105,17 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // loadConfig applies, in order: built-in defaults, --config, SCANGATE_*
-// environment, flags.
-func loadConfig(cmd string, args []string, stderr io.Writer) (*config.Config, error) {
+// environment, flags. extra, if not nil, adds the command's own flags.
+func loadConfig(cmd string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*config.Config, error) {
 	fs := flag.NewFlagSet("scangate "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "YAML config file")
 	listen := fs.String("listen", "", "HTTP listen address")
 	data := fs.String("data", "", "data directory")
 	natsURL := fs.String("nats", "", "external NATS URL")
+	if extra != nil {
+		extra(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

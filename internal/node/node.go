@@ -183,10 +183,18 @@ func (n *Node) connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
-	openCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
+	// Open waits while JetStream is not ready. Our own server is up in
+	// seconds or broken; an external one (a cluster electing its leader,
+	// a server started after this role) is waited for until the process
+	// is stopped.
+	openCtx := ctx
+	if n.embedded != nil {
+		var cancel context.CancelFunc
+		openCtx, cancel = context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+	}
 	n.bus, err = bus.Open(openCtx, n.nc, bus.Options{Replicas: cfg.NATS.Replicas, MaxQueued: cfg.Limits.MaxQueued,
-		Partitions: cfg.Assembler.Partitions})
+		Partitions: cfg.Assembler.Partitions, Log: n.log})
 	return err
 }
 

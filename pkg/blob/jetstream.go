@@ -23,6 +23,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/scangate/scangate/pkg/bus"
 )
 
 // ErrIncomplete is returned by Open when the parts written so far leave
@@ -69,32 +71,51 @@ const (
 	cleanupLimit = 30 * time.Second
 )
 
-// NewJetStream creates, or updates to opts, the object store and its index
-// bucket, and returns a store on them.
+// JetStreamAssets are the object store and its index bucket NewJetStream
+// declares, for `scangate migrate` to check and apply.
+func JetStreamAssets(opts JetStreamOptions) []bus.Asset {
+	opts = opts.withDefaults()
+	return []bus.Asset{
+		bus.ObjectStoreAsset(jetstream.ObjectStoreConfig{
+			Bucket:      opts.Bucket,
+			Description: "scangate blob parts, one object per written range",
+			Storage:     jetstream.FileStorage,
+			Replicas:    opts.Replicas,
+		}),
+		bus.BucketAsset(jetstream.KeyValueConfig{
+			Bucket:      opts.Bucket + "-parts",
+			Description: "scangate blob part index: <key>.<off>.<n> for each part object",
+			History:     1,
+			Storage:     jetstream.FileStorage,
+			Replicas:    opts.Replicas,
+		}),
+	}
+}
+
+func (o JetStreamOptions) withDefaults() JetStreamOptions {
+	if o.Bucket == "" {
+		o.Bucket = "blobs"
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	return o
+}
+
+// NewJetStream creates the object store and its index bucket if they are
+// missing (an existing one that differs from opts is refused, as bus.Open
+// refuses its streams) and returns a store on them.
 func NewJetStream(ctx context.Context, js jetstream.JetStream, opts JetStreamOptions) (*JetStream, error) {
-	if opts.Bucket == "" {
-		opts.Bucket = "blobs"
+	opts = opts.withDefaults()
+	if err := bus.Declare(ctx, js, JetStreamAssets(opts)); err != nil {
+		return nil, fmt.Errorf("blob jetstream: %w", err)
 	}
-	if opts.Replicas <= 0 {
-		opts.Replicas = 1
-	}
-	obs, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      opts.Bucket,
-		Description: "scangate blob parts, one object per written range",
-		Storage:     jetstream.FileStorage,
-		Replicas:    opts.Replicas,
-	})
+	obs, err := js.ObjectStore(ctx, opts.Bucket)
 	if err != nil {
 		return nil, fmt.Errorf("blob jetstream: object store %q: %w", opts.Bucket, err)
 	}
 	kvName := opts.Bucket + "-parts"
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      kvName,
-		Description: "scangate blob part index: <key>.<off>.<n> for each part object",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    opts.Replicas,
-	})
+	kv, err := js.KeyValue(ctx, kvName)
 	if err != nil {
 		return nil, fmt.Errorf("blob jetstream: kv %q: %w", kvName, err)
 	}

@@ -1,6 +1,7 @@
 // Package bus connects scangate to NATS JetStream and declares, in one place,
-// every stream, consumer and KV bucket the roles use. Declaration is
-// idempotent: every role calls Open at start, in any order, on any host.
+// every stream, consumer and KV bucket the roles use. Every role calls Open
+// at start, in any order, on any host: it creates what is missing and
+// refuses to start when what exists differs (see Declare).
 package bus
 
 import (
@@ -99,9 +100,20 @@ func Dial(url, name string, log zerolog.Logger) (*nats.Conn, error) {
 
 // Options size the topology.
 type Options struct {
-	Replicas   int   // 1 for a single server, 3 on a cluster
-	MaxQueued  int64 // files waiting for a scanner before uploads are refused (ingest checks it)
-	Partitions int   // upload partitions, each owned by one assembler at a time
+	Replicas   int            // 1 for a single server, 3 on a cluster
+	MaxQueued  int64          // files waiting for a scanner before uploads are refused (ingest checks it)
+	Partitions int            // upload partitions, each owned by one assembler at a time
+	Log        zerolog.Logger // Open says here why it is still waiting for JetStream
+}
+
+func (o Options) withDefaults() Options {
+	if o.Replicas < 1 {
+		o.Replicas = 1
+	}
+	if o.Partitions < 1 {
+		o.Partitions = DefaultPartitions
+	}
+	return o
 }
 
 // Bus is a role's handle on JetStream: the context and the bound buckets.
@@ -169,33 +181,40 @@ func IsStoreFailure(err error) bool {
 // nats.go does not name.
 const jsErrCodeStreamStoreFailed jetstream.ErrorCode = 10077
 
-// Open declares the topology (creating or updating it) and binds the buckets.
+// Open waits for JetStream, declares the topology (see Declare: what is
+// missing is created, what differs is refused) and binds the buckets.
+//
+// It keeps trying while JetStream is not ready, until ctx ends: a server
+// that is not up yet, a cluster without a meta leader. A server older than
+// MinServerVersion and assets that differ from the declaration
+// (*DriftError) fail at once.
 func Open(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if o.Replicas < 1 {
-		o.Replicas = 1
-	}
-	if o.Partitions < 1 {
-		o.Partitions = DefaultPartitions
-	}
+	o = o.withDefaults()
 	b := &Bus{NC: nc, JS: js, Opts: o}
-	for _, sc := range Streams(o) {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return nil, fmt.Errorf("stream %s: %w", sc.Name, err)
+	err = Wait(ctx, o.Log, func(ctx context.Context) error {
+		if err := CheckServer(ctx, nc, js); err != nil {
+			return err
 		}
-	}
-	for _, c := range Consumers(o) {
-		if _, err := js.CreateOrUpdateConsumer(ctx, c.Stream, c.Config); err != nil {
-			return nil, fmt.Errorf("consumer %s/%s: %w", c.Stream, c.Config.Durable, err)
+		if err := Declare(ctx, js, Topology(o)); err != nil {
+			return err
 		}
+		return b.bind(ctx)
+	})
+	if err != nil {
+		return nil, err
 	}
-	for _, kc := range Buckets(o) {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, kc)
+	return b, nil
+}
+
+func (b *Bus) bind(ctx context.Context) error {
+	for _, kc := range Buckets(b.Opts) {
+		kv, err := keyValue(ctx, b.JS, kc.Bucket)
 		if err != nil {
-			return nil, fmt.Errorf("bucket %s: %w", kc.Bucket, err)
+			return fmt.Errorf("bucket %s: %w", kc.Bucket, err)
 		}
 		switch kc.Bucket {
 		case events.BucketResults:
@@ -210,7 +229,29 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 			b.Nodes = kv
 		}
 	}
-	return b, nil
+	return nil
+}
+
+func keyValue(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	return js.KeyValue(ctx, bucket)
+}
+
+// Topology is everything Open declares, streams before their consumers.
+func Topology(o Options) []Asset {
+	o = o.withDefaults()
+	var assets []Asset
+	for _, sc := range Streams(o) {
+		assets = append(assets, StreamAsset(sc))
+	}
+	for _, kc := range Buckets(o) {
+		assets = append(assets, BucketAsset(kc))
+	}
+	for _, c := range Consumers(o) {
+		assets = append(assets, ConsumerAsset(c))
+	}
+	return assets
 }
 
 // Streams are scangate's streams.

@@ -1,0 +1,199 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/scangate/scangate/internal/cli"
+	"github.com/scangate/scangate/pkg/bus"
+	"github.com/scangate/scangate/pkg/events"
+)
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// freeAddr is a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = cli.Run(testContext(t), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// tamper changes, on the server, settings scangate owns: what an older
+// release or an operator might have left behind.
+func tamper(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	ctx := testContext(t)
+	s, err := js.Stream(ctx, events.StreamResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := s.CachedInfo().Config
+	sc.MaxAge = time.Hour
+	if _, err := js.UpdateStream(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	c, err := js.Consumer(ctx, events.StreamFiles, events.ConsumerScanners)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := c.CachedInfo().Config
+	cc.AckWait = time.Minute
+	if _, err := js.UpdateConsumer(ctx, events.StreamFiles, cc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var tampered = []string{
+	"update stream RESULTS: max_age: want 168h0m0s, have 1h0m0s",
+	"update consumer FILES/scanners: ack_wait: want 30s, have 1m0s",
+}
+
+func contains(t *testing.T, what, s string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(s, w) {
+			t.Errorf("%s lacks %q:\n%s", what, w, s)
+		}
+	}
+}
+
+func openErr(t *testing.T, nc *nats.Conn) error {
+	t.Helper()
+	_, err := bus.Open(testContext(t), nc, bus.Options{})
+	return err
+}
+
+func TestMigrate(t *testing.T) {
+	addr := freeAddr(t)
+	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Listen: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	url := "nats://" + addr
+	nc, err := srv.Connect(t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := openErr(t, nc); err != nil {
+		t.Fatal(err)
+	}
+	tamper(t, js)
+
+	code, out, errOut := run(t, "migrate", "--nats", url, "--dry-run")
+	if code != 0 {
+		t.Fatalf("migrate --dry-run: exit %d\n%s%s", code, out, errOut)
+	}
+	contains(t, "migrate --dry-run", out, append(tampered, "2 changes, none applied (--dry-run)")...)
+	var drift *bus.DriftError
+	if err := openErr(t, nc); !errors.As(err, &drift) {
+		t.Fatalf("Open after a dry run: %v, want the drift still there", err)
+	}
+
+	code, out, errOut = run(t, "migrate", "--nats", url)
+	if code != 0 {
+		t.Fatalf("migrate: exit %d\n%s%s", code, out, errOut)
+	}
+	contains(t, "migrate", out, append(tampered, "applied 2 changes")...)
+	if err := openErr(t, nc); err != nil {
+		t.Fatalf("Open after migrate: %v", err)
+	}
+	if code, out, _ = run(t, "migrate", "--nats", url); code != 0 || !strings.Contains(out, "nothing to change") {
+		t.Errorf("migrate on a migrated server: exit %d\n%s", code, out)
+	}
+
+	// A single server cannot hold three replicas: the server says so, and
+	// migrate fails naming the change and the reason.
+	cfgFile := filepath.Join(t.TempDir(), "r3.yaml")
+	if err := os.WriteFile(cfgFile, []byte("nats:\n  replicas: 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = run(t, "migrate", "--config", cfgFile, "--nats", url)
+	if code != 1 {
+		t.Errorf("migrate to replicas 3 on one server: exit %d, want 1", code)
+	}
+	contains(t, "migrate to replicas 3", out,
+		"update stream UPLOADS: replicas: want 3, have 1",
+		"update bucket results (stream KV_results): replicas: want 3, have 1",
+		"failed: nats: API error: code=500 err_code=10074 description=replicas > 1 not supported in non-clustered mode")
+	contains(t, "migrate to replicas 3 (stderr)", errOut, "changes failed")
+	if err := openErr(t, nc); err != nil {
+		t.Errorf("Open with replicas 1 after the refused migration: %v", err)
+	}
+}
+
+// Without --nats, migrate works on the embedded store of `serve`: a node
+// that refused to start can be migrated, then started.
+func TestMigrateEmbeddedStore(t *testing.T) {
+	dir := t.TempDir()
+	open := func() (*bus.Embedded, *nats.Conn) {
+		srv, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := srv.Connect(t.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv, nc
+	}
+	srv, nc := open()
+	if err := openErr(t, nc); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tamper(t, js)
+	nc.Close()
+	srv.Shutdown()
+
+	code, out, errOut := run(t, "migrate", "--data", dir)
+	if code != 0 {
+		t.Fatalf("migrate --data: exit %d\n%s%s", code, out, errOut)
+	}
+	contains(t, "migrate --data", out, append(tampered, "embedded JetStream in "+dir, "applied 2 changes")...)
+
+	srv, nc = open()
+	defer srv.Shutdown()
+	defer nc.Close()
+	if err := openErr(t, nc); err != nil {
+		t.Fatalf("Open after migrate: %v", err)
+	}
+}
+
+func TestUsageListsMigrate(t *testing.T) {
+	_, out, _ := run(t, "help")
+	contains(t, "usage", out, "migrate", "--dry-run")
+}

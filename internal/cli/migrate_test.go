@@ -70,7 +70,7 @@ func tamper(t *testing.T, js jetstream.JetStream) {
 
 var tampered = []string{
 	"update stream RESULTS: max_age: want 168h0m0s, have 1h0m0s",
-	"update consumer FILES/scanners: ack_wait: want 30s, have 1m0s",
+	"update consumer FILES/scanners: ack_wait: want " + bus.ScanAckWait.String() + ", have 1m0s",
 }
 
 func contains(t *testing.T, what, s string, want ...string) {

@@ -172,7 +172,7 @@ func TestOpenRefusesDrift(t *testing.T) {
 		{
 			name:   "consumer ack wait",
 			change: updateConsumer(events.StreamFiles, events.ConsumerScanners, func(c *jetstream.ConsumerConfig) { c.AckWait = time.Minute }),
-			want:   []string{"consumer FILES/scanners: ack_wait: want 30s, have 1m0s"},
+			want:   []string{"consumer FILES/scanners: ack_wait: want " + bus.ScanAckWait.String() + ", have 1m0s"},
 		},
 		{
 			// A safe difference beside an unsafe one is not applied

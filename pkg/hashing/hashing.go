@@ -1,6 +1,9 @@
 // Package hashing computes md5, sha1, sha256 and sha512 of a byte stream in a
 // single pass, spreading the four digests over two goroutines so hashing a
-// large upload costs about half of doing them one after another.
+// large upload costs about half of doing them one after another. Large
+// writes are hashed in the background: Write copies the bytes into a
+// buffer of a small pool and returns, so the caller reads and stores the
+// next bytes while the previous ones are hashed.
 package hashing
 
 import (
@@ -16,6 +19,7 @@ import (
 	"hash"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/scangate/scangate/pkg/events"
 )
@@ -24,16 +28,29 @@ import (
 // it the hand-off costs more than it saves.
 const parallelMin = 64 << 10
 
+// queued is how many writes may wait for the lanes: the memory a Multi
+// holds beyond its caller's is at most queued+1 copies of a write.
+const queued = 4
+
 // Multi is an io.Writer that feeds every byte to all four digests.
 // It is not safe for concurrent use; Close must be called to stop its lanes.
 type Multi struct {
 	md5, sha1, sha256, sha512 hash.Hash
 	lanes                     [2][]hash.Hash
-	work                      [2]chan []byte
-	wg                        sync.WaitGroup
+	work                      [2]chan *chunk
+	wg                        sync.WaitGroup // writes not yet hashed by both lanes
 	parallel                  bool
 	n                         int64
 }
+
+// chunk is a copy of one write, hashed by both lanes and then returned to
+// the pool by the last of them.
+type chunk struct {
+	b    []byte
+	left atomic.Int32
+}
+
+var chunks = sync.Pool{New: func() any { return new(chunk) }}
 
 // New returns a Multi ready for writing.
 func New() *Multi {
@@ -44,7 +61,7 @@ func New() *Multi {
 	if runtime.GOMAXPROCS(0) > 1 {
 		m.parallel = true
 		for i := range m.work {
-			m.work[i] = make(chan []byte)
+			m.work[i] = make(chan *chunk, queued)
 			go m.lane(i)
 		}
 	}
@@ -52,18 +69,23 @@ func New() *Multi {
 }
 
 func (m *Multi) lane(i int) {
-	for p := range m.work[i] {
+	for c := range m.work[i] {
 		for _, h := range m.lanes[i] {
-			h.Write(p)
+			h.Write(c.b)
+		}
+		if c.left.Add(-1) == 0 {
+			chunks.Put(c)
 		}
 		m.wg.Done()
 	}
 }
 
-// Write hashes p. p is not retained after Write returns.
+// Write hashes p. p is not retained after Write returns: a large p is
+// copied and hashed in the background (Sums, State and Close wait for it).
 func (m *Multi) Write(p []byte) (int, error) {
 	m.n += int64(len(p))
 	if !m.parallel || len(p) < parallelMin {
+		m.wg.Wait() // in order: earlier writes first
 		for _, lane := range m.lanes {
 			for _, h := range lane {
 				h.Write(p)
@@ -71,10 +93,12 @@ func (m *Multi) Write(p []byte) (int, error) {
 		}
 		return len(p), nil
 	}
+	c := chunks.Get().(*chunk)
+	c.b = append(c.b[:0], p...)
+	c.left.Store(2)
 	m.wg.Add(2)
-	m.work[0] <- p
-	m.work[1] <- p
-	m.wg.Wait()
+	m.work[0] <- c
+	m.work[1] <- c
 	return len(p), nil
 }
 
@@ -83,6 +107,7 @@ func (m *Multi) Len() int64 { return m.n }
 
 // Sums returns the digests of everything written so far.
 func (m *Multi) Sums() events.Hashes {
+	m.wg.Wait()
 	return events.Hashes{
 		MD5:    hex.EncodeToString(m.md5.Sum(nil)),
 		SHA1:   hex.EncodeToString(m.sha1.Sum(nil)),
@@ -93,6 +118,7 @@ func (m *Multi) Sums() events.Hashes {
 
 // Close stops the lanes. The digests stay readable.
 func (m *Multi) Close() {
+	m.wg.Wait()
 	if m.parallel {
 		close(m.work[0])
 		close(m.work[1])
@@ -126,6 +152,7 @@ func Algorithm(hexDigest string) (algo string, ok bool) {
 // stop in one process and carry on in another (an assembler hashes an
 // upload's contiguous prefix as it grows; the scanner hashes the rest).
 func (m *Multi) State() ([]byte, error) {
+	m.wg.Wait()
 	var out []byte
 	for _, h := range []hash.Hash{m.md5, m.sha1, m.sha256, m.sha512} {
 		b, err := h.(encoding.BinaryMarshaler).MarshalBinary()

@@ -510,9 +510,11 @@ func (s *JetStream) open(ctx context.Context, key string, prefix bool) (Object, 
 	if !ValidKey(key) {
 		return nil, ErrBadKey
 	}
-	parts, err := s.parts(ctx, key)
+	opCtx, cancel := context.WithTimeout(ctx, chunkTimeout)
+	parts, err := s.parts(opCtx, key)
+	cancel()
 	if err != nil {
-		return nil, err
+		return nil, unavailable(ctx, err)
 	}
 	if len(parts) == 0 {
 		return nil, ErrNotFound
@@ -716,6 +718,20 @@ const (
 // hanging for as long as the caller's context allows.
 const chunkTimeout = 15 * time.Second
 
+// unavailable marks err as ErrUnavailable when it is an operation's own
+// deadline or a lost connection (not the caller's ctx ending): the bytes
+// may well be there once the store has a leader again.
+func unavailable(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
 // chunkSource yields the chunks of one part object in order.
 type chunkSource interface {
 	next(ctx context.Context) ([]byte, error)
@@ -735,18 +751,20 @@ type partReader struct {
 
 // openPart opens part object name to read span bytes from its start.
 func (s *JetStream) openPart(ctx context.Context, name string, span int64) (*partReader, error) {
-	info, err := s.obs.GetInfo(ctx, name)
+	opCtx, cancel := context.WithTimeout(ctx, chunkTimeout)
+	defer cancel()
+	info, err := s.obs.GetInfo(opCtx, name)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, fmt.Errorf("blob jetstream: part %s is indexed but missing", name)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("blob jetstream: part %s: %w", name, err)
+		return nil, unavailable(ctx, fmt.Errorf("blob jetstream: part %s: %w", name, err))
 	}
 	subj := s.chunkSubject(info.NUID)
 	var src chunkSource = &directSource{s: s, name: name, subj: subj, seq: 1}
 	if span > directMax {
-		if src, err = s.consumerSource(ctx, name, subj); err != nil {
-			return nil, err
+		if src, err = s.consumerSource(opCtx, name, subj); err != nil {
+			return nil, unavailable(ctx, err)
 		}
 	}
 	return &partReader{ctx: ctx, info: info, src: src, sum: sha256.New()}, nil

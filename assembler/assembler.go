@@ -443,7 +443,7 @@ func (a *Assembler) appendChunk(ctx context.Context, dataID string, c *chunkCopy
 	if obj.Size() != c.len {
 		return fmt.Errorf("staged chunk %s has %d bytes, want %d", c.staged, obj.Size(), c.len)
 	}
-	if err := a.blobs.WriteAt(ctx, dataID, c.off, io.NewSectionReader(obj, 0, c.len), c.len); err != nil {
+	if err := a.blobs.WriteAt(ctx, dataID, c.off, blob.Section(obj, 0, c.len), c.len); err != nil {
 		return fmt.Errorf("append chunk: %w", err)
 	}
 	return nil
@@ -480,7 +480,7 @@ func (a *Assembler) hashPrefix(ctx context.Context, st *state) error {
 	if obj.Size() < end {
 		return fmt.Errorf("stored prefix of %s ends at %d, the parts applied at %d", st.Session.DataID, obj.Size(), end)
 	}
-	if _, err := io.CopyBuffer(m, io.NewSectionReader(obj, st.HashedBytes, end-st.HashedBytes), make([]byte, 256<<10)); err != nil {
+	if _, err := io.CopyBuffer(m, blob.Section(obj, st.HashedBytes, end-st.HashedBytes), make([]byte, 256<<10)); err != nil {
 		return err
 	}
 	state, err := m.State()

@@ -62,7 +62,7 @@ func (s *Server) getConverted(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderContentRange, fmt.Sprintf("bytes %d-%d/%d", start, end-1, size))
 	}
 	// fasthttp closes the reader once the body is sent.
-	return c.SendStream(readCloser{io.NewSectionReader(obj, start, end-start), obj}, int(end-start))
+	return c.SendStream(readCloser{blob.Section(obj, start, end-start), obj}, int(end-start))
 }
 
 type readCloser struct {

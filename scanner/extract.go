@@ -223,7 +223,7 @@ func (x *extraction) scanChild(ctx context.Context, archiveName string, e archiv
 			}
 			defer obj.Close()
 			defer s.blobs.Delete(context.WithoutCancel(ctx), id)
-			nested, nestedSize, r = obj, n, io.NewSectionReader(obj, 0, n)
+			nested, nestedSize, r = obj, n, blob.Section(obj, 0, n)
 		}
 	}
 

@@ -389,7 +389,7 @@ func (s *Scanner) scan(ctx context.Context, fc *events.FileComplete, rec *result
 			return fmt.Errorf("hash state: %w", err)
 		}
 		done := make(chan error, 1)
-		go func() { done <- h.consume(io.NewSectionReader(obj, fc.HashedBytes, fc.Size-fc.HashedBytes)) }()
+		go func() { done <- h.consume(blob.Section(obj, fc.HashedBytes, fc.Size-fc.HashedBytes)) }()
 		external = func() (events.Hashes, error) {
 			if err := <-done; err != nil {
 				return events.Hashes{}, err
@@ -397,7 +397,7 @@ func (s *Scanner) scan(ctx context.Context, fc *events.FileComplete, rec *result
 			return h.sums(), nil
 		}
 	}
-	details, hashes, _, err := s.runEngines(ctx, wf, in, io.NewSectionReader(obj, 0, fc.Size), read, external)
+	details, hashes, _, err := s.runEngines(ctx, wf, in, blob.Section(obj, 0, fc.Size), read, external)
 	if err != nil {
 		return err
 	}

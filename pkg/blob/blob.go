@@ -45,6 +45,21 @@ func OpenPrefix(ctx context.Context, s Store, key string) (Object, error) {
 	return s.Open(ctx, key)
 }
 
+// Sectioner is implemented by objects whose ReadAt is costly for a long
+// run of reads in order (each call reopens what holds the bytes).
+type Sectioner interface {
+	Section(off, n int64) io.Reader
+}
+
+// Section reads n bytes of obj from off, in order: the object's own
+// sequential reader where it has one, else ReadAt.
+func Section(obj Object, off, n int64) io.Reader {
+	if s, ok := obj.(Sectioner); ok {
+		return s.Section(off, n)
+	}
+	return io.NewSectionReader(obj, off, n)
+}
+
 // SpaceReporter is implemented by stores on a local disk.
 type SpaceReporter interface {
 	// FreeBytes is the space still available to the store.

@@ -523,7 +523,9 @@ func (s *JetStream) open(ctx context.Context, key string, prefix bool) (Object, 
 	if err != nil {
 		return nil, err
 	}
-	return &jsObject{s: s, ctx: ctx, segs: segs, size: size}, nil
+	o := &jsObject{s: s, ctx: ctx, segs: segs, size: size}
+	o.seq = seqReader{o: o, end: size}
+	return o, nil
 }
 
 // Delete removes every part object of key, each followed by its index
@@ -566,11 +568,10 @@ type jsObject struct {
 	segs []segment
 	size int64
 
-	mu     sync.Mutex // guards the sequential reader below; ReadAt does not touch it
-	closed bool
-	pos    int64
-	cur    *partReader // open on the segment holding pos, positioned at pos
-	curSeg int
+	mu       sync.Mutex // guards the sequential readers below; ReadAt does not touch them
+	closed   bool
+	seq      seqReader // Read's
+	sections []*seqReader
 }
 
 func (o *jsObject) Size() int64 { return o.size }
@@ -605,42 +606,91 @@ func (o *jsObject) Read(p []byte) (int, error) {
 	if o.closed {
 		return 0, fs.ErrClosed
 	}
+	return o.seq.read(p)
+}
+
+// Section reads n bytes from off in order, keeping each part open while it
+// reads it: ReadAt opens the part anew for every call, which costs the
+// part's bytes up to off each time. Sections are closed with the object.
+func (o *jsObject) Section(off, n int64) io.Reader {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	r := &seqReader{o: o, pos: off, end: min(off+n, o.size)}
+	o.sections = append(o.sections, r)
+	return &lockedReader{mu: &o.mu, closed: &o.closed, r: r}
+}
+
+// lockedReader serialises a section's reads with Close.
+type lockedReader struct {
+	mu     *sync.Mutex
+	closed *bool
+	r      *seqReader
+}
+
+func (l *lockedReader) Read(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if *l.closed {
+		return 0, fs.ErrClosed
+	}
+	return l.r.read(p)
+}
+
+// seqReader reads an object's bytes in order from pos to end, one part
+// reader at a time.
+type seqReader struct {
+	o        *jsObject
+	pos, end int64
+	cur      *partReader // open on the segment holding pos, positioned at pos
+	curSeg   int
+}
+
+func (r *seqReader) read(p []byte) (int, error) {
+	o := r.o
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if o.pos >= o.size {
+	if r.pos >= r.end {
 		return 0, io.EOF
 	}
-	if o.cur == nil {
-		i := o.segAt(o.pos)
-		pr, err := o.openAt(i, o.pos, -1)
+	if r.cur == nil {
+		i := o.segAt(r.pos)
+		pr, err := o.openAt(i, r.pos, -1)
 		if err != nil {
 			return 0, err
 		}
-		o.cur, o.curSeg = pr, i
+		r.cur, r.curSeg = pr, i
 	}
-	seg := o.segs[o.curSeg]
-	n, err := o.cur.Read(p[:min(int64(len(p)), seg.end-o.pos)])
-	o.pos += int64(n)
+	seg := o.segs[r.curSeg]
+	n, err := r.cur.Read(p[:min(int64(len(p)), seg.end-r.pos, r.end-r.pos)])
+	r.pos += int64(n)
 	if err == io.EOF {
 		err = nil
-		if o.pos < seg.end {
+		if r.pos < seg.end {
 			err = fmt.Errorf("blob jetstream: part %s ended early: %w", seg.name, io.ErrUnexpectedEOF)
 		}
 	}
-	if err == nil && o.pos == seg.end {
-		err = o.cur.finish()
-		o.cur.close()
-		o.cur = nil
+	if err == nil && r.pos == seg.end {
+		err = r.cur.finish()
+		r.cur.close()
+		r.cur = nil
+	}
+	if err == nil && r.pos == r.end && r.cur != nil {
+		r.cur.close() // the section ends inside this part
+		r.cur = nil
 	}
 	if err != nil {
-		if o.cur != nil {
-			o.cur.close()
-			o.cur = nil // the next Read reopens at pos
-		}
+		r.closePart() // the next read reopens at pos
 		return n, err
 	}
 	return n, nil
+}
+
+func (r *seqReader) closePart() {
+	if r.cur != nil {
+		r.cur.close()
+		r.cur = nil
+	}
 }
 
 // ReadAt reads len(p) bytes at off, opening the parts that hold them; it
@@ -697,10 +747,11 @@ func (o *jsObject) readSeg(i int, off int64, p []byte) (int, error) {
 func (o *jsObject) Close() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.cur != nil {
-		o.cur.close()
+	o.seq.closePart()
+	for _, r := range o.sections {
+		r.closePart()
 	}
-	o.closed, o.cur = true, nil
+	o.closed, o.sections = true, nil
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package blob_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -412,5 +413,31 @@ func TestJetStreamPrefixOfIncompleteBlob(t *testing.T) {
 	got, err := io.ReadAll(obj)
 	if err != nil || string(got) != "aaaabbbb" || obj.Size() != 8 {
 		t.Errorf("prefix %q (size %d, %v), want %q", got, obj.Size(), err, "aaaabbbb")
+	}
+}
+
+// A section reads the same bytes as ReadAt, in order, across parts.
+func TestJetStreamSection(t *testing.T) {
+	s, _ := newJetStream(t)
+	ctx := context.Background()
+	want := make([]byte, 0, 3000)
+	for i, n := range []int{1000, 700, 1300} {
+		part := bytes.Repeat([]byte{byte('a' + i)}, n)
+		if err := s.WriteAt(ctx, key, int64(len(want)), bytes.NewReader(part), int64(n)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, part...)
+	}
+	obj, err := s.Open(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	for _, c := range []struct{ off, n int64 }{{0, 3000}, {0, 10}, {990, 20}, {1000, 700}, {1500, 1500}, {2999, 1}, {2500, 9999}} {
+		got, err := io.ReadAll(blob.Section(obj, c.off, c.n))
+		end := min(c.off+c.n, int64(len(want)))
+		if err != nil || !bytes.Equal(got, want[c.off:end]) {
+			t.Errorf("Section(%d, %d): %d bytes, %v; want %d bytes", c.off, c.n, len(got), err, end-c.off)
+		}
 	}
 }

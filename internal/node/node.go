@@ -202,7 +202,15 @@ func (n *Node) connect(ctx context.Context) error {
 // JetStream object store every host reaches.
 func (n *Node) blobStore(ctx context.Context) (blob.Store, error) {
 	if n.cfg.Blob.Store == "jetstream" {
-		return blob.NewJetStream(ctx, n.bus.JS, blob.JetStreamOptions{Replicas: n.cfg.NATS.Replicas})
+		// Declared like the streams: waited for while the cluster is not
+		// ready (roles started at once on a fresh cluster), never retried
+		// on a real mismatch.
+		var js *blob.JetStream
+		err := bus.Wait(ctx, n.log, func(ctx context.Context) (err error) {
+			js, err = blob.NewJetStream(ctx, n.bus.JS, blob.JetStreamOptions{Replicas: n.cfg.NATS.Replicas})
+			return err
+		})
+		return js, err
 	}
 	return blob.NewFS(filepath.Join(n.cfg.DataDir, "blobs"))
 }

@@ -10,6 +10,10 @@ import (
 	"github.com/scangate/scangate/pkg/config"
 )
 
+// zerolog's time format is a package global: set once, not by every New
+// (nodes start concurrently in one process).
+func init() { zerolog.TimeFieldFormat = time.RFC3339Nano }
+
 // New returns a logger writing JSON lines (or console text) to w at the
 // configured level. Lines about a file carry "data_id"; lines from a role
 // carry "role".
@@ -21,6 +25,5 @@ func New(c config.LogConfig, w io.Writer) zerolog.Logger {
 	if c.Format == "console" {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
 	}
-	zerolog.TimeFieldFormat = time.RFC3339Nano
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
 }

@@ -69,9 +69,9 @@ func (l *logBuffer) lines(msg string) []map[string]any {
 	return out
 }
 
-// startScanner runs a scanner with one worker and the default workflow
-// changed by edit.
-func startScanner(t *testing.T, budget int64, edit func(*config.Workflow)) *testScanner {
+// testBus is an embedded JetStream server with scangate's topology, and an
+// fs blob store, for the test's lifetime.
+func testBus(t *testing.T) (*bus.Bus, *blob.FS) {
 	t.Helper()
 	dir := t.TempDir()
 	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: dir, Log: zerolog.Nop()})
@@ -92,6 +92,14 @@ func startScanner(t *testing.T, budget int64, edit func(*config.Workflow)) *test
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b, blobs
+}
+
+// startScanner runs a scanner with one worker and the default workflow
+// changed by edit.
+func startScanner(t *testing.T, budget int64, edit func(*config.Workflow)) *testScanner {
+	t.Helper()
+	b, blobs := testBus(t)
 	ts := &testScanner{t: t, b: b, blobs: blobs, wf: config.Default().Workflows[0], log: &logBuffer{}}
 	if edit != nil {
 		edit(&ts.wf)

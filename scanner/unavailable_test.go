@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/scangate/scangate/pkg/blob"
-	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/config"
 	"github.com/scangate/scangate/pkg/events"
 	"github.com/scangate/scangate/pkg/ids"
@@ -37,25 +35,8 @@ func (f *flakyStore) Open(ctx context.Context, key string) (blob.Object, error) 
 // A file the store cannot serve for a moment (a NATS node lost) is scanned
 // again, not given a Failed verdict.
 func TestUnavailableStoreIsRetried(t *testing.T) {
-	dir := t.TempDir()
-	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: dir, Log: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := ns.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	b, err := bus.Open(context.Background(), nc, bus.Options{MaxQueued: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs, err := blob.NewFS(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, fs := testBus(t)
+	nc := b.NC
 	store := &flakyStore{Store: fs}
 	store.failures.Store(2)
 	wf := config.Default().Workflows[0]

@@ -415,7 +415,7 @@ func (a *Assembler) announceEnd(ctx context.Context, st *state, log zerolog.Logg
 			cp.Result.FileInfo.DisplayName = s.Meta.DisplayName
 			return a.b.PublishResult(ctx, &result.Event{Kind: result.EventFinal, DataID: s.DataID, Record: &cp}, "final-"+s.DataID)
 		}
-		log.Info().Int64("size", s.TotalLength).Int64("hashed_on_arrival", fc.HashedBytes+hashedAll(fc)).Bool("rewritten", st.HashDirty).Msg("upload complete")
+		log.Info().Int64("size", s.TotalLength).Int64("hashed_on_arrival", st.HashedBytes).Bool("rewritten", st.HashDirty).Msg("upload complete")
 		return a.b.PublishResult(ctx, &result.Event{Kind: result.EventQueued, DataID: s.DataID, File: fc}, "queued-"+s.DataID)
 	case session.Cancelled, session.TimedOut:
 		code := result.Cancelled
@@ -447,13 +447,6 @@ func (a *Assembler) appendChunk(ctx context.Context, dataID string, c *chunkCopy
 		return fmt.Errorf("append chunk: %w", err)
 	}
 	return nil
-}
-
-func hashedAll(fc *events.FileComplete) int64 {
-	if fc.Hashes.Complete() {
-		return fc.Size
-	}
-	return 0
 }
 
 // hashPrefix hashes the bytes between what was hashed and the end of the

@@ -37,12 +37,6 @@ func (b *clientBody) Read(p []byte) (int, error) {
 // client to try again.
 const retryAfter = "30"
 
-// retryLater is an API error the client may retry after a pause.
-type retryLater struct{ err *fiber.Error }
-
-func (e *retryLater) Error() string { return e.err.Error() }
-func (e *retryLater) Unwrap() error { return e.err }
-
 // storeError maps a failed write of an upload's body to its answer. Only a
 // client that stopped sending is told its body was short; a full disk, a
 // failing disk, a store that timed out are ours, and worth a retry.
@@ -53,10 +47,10 @@ func (s *Server) storeError(err error, body *clientBody, log zerolog.Logger) err
 		return apiError(fiber.StatusBadRequest, "Request body is shorter than Content-Length.")
 	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
 		log.Error().Err(err).Msg("storing upload failed: disk full")
-		return &retryLater{fiber.NewError(fiber.StatusServiceUnavailable, "Not enough disk space")}
+		return apiError(fiber.StatusServiceUnavailable, "Not enough disk space") // 503s carry Retry-After (errorHandler)
 	default:
 		log.Error().Err(err).Msg("storing upload failed")
-		return &retryLater{fiber.NewError(fiber.StatusServiceUnavailable, "Failed to upload - could not store the file.")}
+		return apiError(fiber.StatusServiceUnavailable, "Failed to upload - could not store the file.")
 	}
 }
 

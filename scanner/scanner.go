@@ -300,7 +300,8 @@ func (s *Scanner) heartbeat(ctx context.Context, msg jetstream.Msg, dataID strin
 		defer keep.Stop()
 		t := time.NewTicker(s.opts.Heartbeat)
 		defer t.Stop()
-		for n := 1; ; n++ {
+		reports := 0
+		for {
 			select {
 			case <-done:
 				return
@@ -310,16 +311,16 @@ func (s *Scanner) heartbeat(ctx context.Context, msg jetstream.Msg, dataID strin
 				if err := msg.InProgress(); err != nil {
 					log.Warn().Err(err).Msg("keeping the work item failed")
 				}
-				n--
 				continue
 			case <-t.C:
 			}
+			reports++
 			pct := 99
 			if size > 0 {
 				pct = min(99, int(read.Load()*100/size))
 			}
 			ev := &result.Event{Kind: result.EventProgress, DataID: dataID, Progress: pct, StartedAt: started}
-			if err := s.b.PublishResult(ctx, ev, fmt.Sprintf("progress-%s-%d-%d", dataID, started.UnixNano(), n)); err != nil && ctx.Err() == nil {
+			if err := s.b.PublishResult(ctx, ev, fmt.Sprintf("progress-%s-%d-%d", dataID, started.UnixNano(), reports)); err != nil && ctx.Err() == nil {
 				log.Warn().Err(err).Msg("progress report failed")
 			}
 		}

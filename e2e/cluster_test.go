@@ -351,18 +351,6 @@ func (r *clusterRig) diagnose(base, id string) {
 	}
 }
 
-// waitUntil polls cond until it holds or timeout passes.
-func waitUntil(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 // httpClient bounds every request, so a hung answer fails the test rather
 // than stalling it.
 var httpClient = &http.Client{Timeout: 60 * time.Second}
@@ -403,23 +391,6 @@ func retryPause(a answer) time.Duration {
 		return 100 * time.Millisecond
 	}
 	return min(time.Duration(secs)*time.Second, time.Second)
-}
-
-// finalResult polls GET /file/{id} until its progress is 100, or gives up
-// at the deadline and returns nil.
-func finalResult(t testing.TB, base, id string, deadline time.Time) map[string]any {
-	t.Helper()
-	for {
-		var r map[string]any
-		getJSON(t, base+"/file/"+id, &r)
-		if path(r, "scan_results", "progress_percentage") == float64(100) {
-			return r
-		}
-		if time.Now().After(deadline) {
-			return nil
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }
 
 // checkWebhook checks what the receiver got for id against the result a
@@ -843,7 +814,7 @@ func TestClusterAssemblerKillLoop(t *testing.T) {
 						if a.err == nil && a.code != http.StatusServiceUnavailable || try > 100 {
 							return // recorded; checked below
 						}
-						time.Sleep(retryPause(a))
+						time.Sleep(retryPause(a)) // the client honours Retry-After, as a real one does
 					}
 				}
 			})

@@ -127,32 +127,54 @@ func mustUpload(t testing.TB, base string, body []byte, headers map[string]strin
 	return id
 }
 
+// pollEvery paces the polling helpers below. It only spaces the looks at
+// a condition: what a test asserts is the condition, never the time.
+const pollEvery = 20 * time.Millisecond
+
 // waitResult polls GET /file/{id} until progress reaches 100, as clients do.
 func waitResult(t testing.TB, base, id string) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	r := finalResult(t, base, id, time.Now().Add(60*time.Second))
+	if r == nil {
+		var last map[string]any
+		getJSON(t, base+"/file/"+id, &last)
+		t.Fatalf("no final result for %s: %v", id, last)
+	}
+	return r
+}
+
+// finalResult polls GET /file/{id} until progress reaches 100; it gives up
+// at the deadline and returns nil.
+func finalResult(t testing.TB, base, id string, deadline time.Time) map[string]any {
+	t.Helper()
 	for {
 		var r map[string]any
 		getJSON(t, base+"/file/"+id, &r)
-		if sr, ok := r["scan_results"].(map[string]any); ok && sr["progress_percentage"] == float64(100) {
+		if path(r, "scan_results", "progress_percentage") == float64(100) {
 			return r
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no final result for %s: %v", id, r)
+			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(pollEvery)
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds, for at most 30 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	waitUntil(t, what, 30*time.Second, cond)
+}
+
+// waitUntil polls cond until it holds or timeout passes.
+func waitUntil(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(pollEvery)
 	}
 }
 

@@ -51,7 +51,7 @@ func TestClusterKeepsQuorumWithOneNodeDown(t *testing.T) {
 					last = err.Error()
 					t.Logf("publish %d: %v (retrying)", i, err)
 				}
-				time.Sleep(50 * time.Millisecond)
+				time.Sleep(50 * time.Millisecond) // a client's pause before retrying, not a wait for state
 			}
 		}
 	}
@@ -86,7 +86,7 @@ func TestClusterKeepsQuorumWithOneNodeDown(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("restarted node %d never caught up with stream T", leader)
 		}
-		time.Sleep(25 * time.Millisecond)
+		time.Sleep(25 * time.Millisecond) // polling pace: the test waits on the condition above
 	}
 	// Now the restarted node is needed for a quorum: with another node
 	// down, writes and reads go on only if it rejoined as a full replica.
@@ -105,7 +105,7 @@ func TestClusterKeepsQuorumWithOneNodeDown(t *testing.T) {
 			if ctx.Err() != nil {
 				t.Fatalf("after %d of 30 messages: %v", len(seen), err)
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // a client's pause before retrying, not a wait for state
 			continue
 		}
 		seen[string(m.Data())] = true

@@ -66,11 +66,21 @@ func TestRolesAndClusterStartTogether(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		waits := strings.Count(logs.String(), "waiting for JetStream")
 		go ns.Start()
 		t.Cleanup(ns.Shutdown)
 		// One by one, so the first servers run without a quorum for a
-		// while: JetStream up, no meta leader.
-		time.Sleep(time.Second)
+		// while (JetStream up, no meta leader): the next one starts only
+		// once a role has tried this state and said it waits.
+		if i < nodes-1 {
+			deadline := time.Now().Add(time.Minute)
+			for strings.Count(logs.String(), "waiting for JetStream") <= waits {
+				if time.Now().After(deadline) {
+					t.Fatalf("no role tried the cluster with %d of %d servers up", i+1, nodes)
+				}
+				time.Sleep(10 * time.Millisecond) // polling pace only
+			}
+		}
 	}
 	wg.Wait()
 	close(errs)

@@ -1,0 +1,140 @@
+package assembler
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/scangate/scangate/pkg/blob"
+	"github.com/scangate/scangate/pkg/bus"
+	"github.com/scangate/scangate/pkg/events"
+	"github.com/scangate/scangate/pkg/ids"
+	"github.com/scangate/scangate/pkg/result"
+)
+
+func testBus(t *testing.T) *bus.Bus {
+	t.Helper()
+	dir := t.TempDir()
+	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: dir, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := ns.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	b, err := bus.Open(context.Background(), nc, bus.Options{MaxQueued: 100, Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// publishEvent appends ev to its file's result log and returns its sequence.
+func publishEvent(t *testing.T, b *bus.Bus, ev *result.Event) uint64 {
+	t.Helper()
+	data, _ := json.Marshal(ev)
+	ack, err := b.JS.Publish(context.Background(), events.ResultSubject(events.Partition(ev.DataID, b.Opts.Partitions), ev.DataID), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+func runAssembler(t *testing.T, b *bus.Bus) {
+	t.Helper()
+	blobs, err := blob.NewFS(filepath.Join(t.TempDir(), "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(b, blobs, filepath.Join(t.TempDir(), "assembler.db"), Options{}, zerolog.New(zerolog.NewTestWriter(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func finalRecord(id string) *result.Record {
+	now := time.Now()
+	rec := result.New(id, 3, events.Hashes{}, events.FileMeta{DisplayName: "f", CallbackURL: "http://hook.example/x"}, now, result.InProgress)
+	rec.Finish(result.NoThreat, nil, now, now)
+	return rec
+}
+
+// A recorder killed after writing a final result but before announcing it
+// leaves the event unacknowledged: the next recorder finds the record at
+// that event's sequence and announces it (the webhook is not lost).
+func TestRecorderKilledAfterWriteAnnouncesOnRedelivery(t *testing.T) {
+	b := testBus(t)
+	id := ids.New()
+	done, err := b.NC.SubscribeSync(events.ScanDoneSubject(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := finalRecord(id)
+	seq := publishEvent(t, b, &result.Event{Kind: result.EventFinal, DataID: id, Record: rec})
+	rec.Seq = seq // written by the recorder that died
+	rev, err := result.Store{KV: b.Results}.Put(context.Background(), rec, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAssembler(t, b)
+	m, err := done.NextMsg(30 * time.Second)
+	if err != nil {
+		t.Fatalf("no scan-done after the recorder's restart: %v", err)
+	}
+	var ev events.ScanDone
+	if err := json.Unmarshal(m.Data, &ev); err != nil || ev.Revision != rev || ev.CallbackURL == "" {
+		t.Errorf("scan-done %s, want revision %d and the callback", m.Data, rev)
+	}
+}
+
+// A recorder whose view is behind (another recorder owned the partition
+// and applied later events) changes nothing for an event the record has
+// moved past: a late "queued" neither reopens a final file nor queues it
+// for a second scan.
+func TestRecorderSkipsEventsTheRecordMovedPast(t *testing.T) {
+	b := testBus(t)
+	ctx := context.Background()
+	id := ids.New()
+	fc := &events.FileComplete{DataID: id, Size: 3, Priority: events.PriorityNormal, UploadedAt: time.Now()}
+	publishEvent(t, b, &result.Event{Kind: result.EventQueued, DataID: id, File: fc})
+	rec := finalRecord(id)
+	final := publishEvent(t, b, &result.Event{Kind: result.EventFinal, DataID: id, Record: rec})
+	rec.Seq = final // the other recorder applied both
+	store := result.Store{KV: b.Results}
+	rev, err := store.Put(ctx, rec, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := b.NC.SubscribeSync(events.ScanDoneSubject(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAssembler(t, b)
+	// The final event is redone (announced); by then the queued one, before
+	// it in the stream, has been handled.
+	if _, err := done.NextMsg(30 * time.Second); err != nil {
+		t.Fatalf("no scan-done: %v", err)
+	}
+	got, gotRev, err := store.Get(ctx, id)
+	if err != nil || gotRev != rev || !got.Final() {
+		t.Errorf("record after the late events: revision %d (want %d), final %v, %v", gotRev, rev, got != nil && got.Final(), err)
+	}
+	st, err := b.JS.Stream(ctx, events.StreamFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.CachedInfo().State.Msgs; n != 0 {
+		t.Errorf("a file already final was queued for scanning again (%d in FILES)", n)
+	}
+}

@@ -127,6 +127,8 @@ type Bus struct {
 	Nodes    jetstream.KeyValue
 	Opts     Options
 
+	streams sync.Map // name → jetstream.Stream, see stream
+
 	storeMu      sync.Mutex
 	storeFailure error
 	onStore      func(error)

@@ -48,6 +48,21 @@ func (b *Bus) PublishUpload(ctx context.Context, partition int, ev *events.Uploa
 	return ack.Sequence, nil
 }
 
+// stream returns a handle on a stream, looked up once: purges and message
+// reads happen for every file, and a handle needs no stream-info request
+// each time.
+func (b *Bus) stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	if st, ok := b.streams.Load(name); ok {
+		return st.(jetstream.Stream), nil
+	}
+	st, err := b.JS.Stream(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	b.streams.Store(name, st)
+	return st, nil
+}
+
 // PublishResult appends an event to a file's result log. msgID makes a
 // retried publish of the same event a no-op.
 func (b *Bus) PublishResult(ctx context.Context, ev *result.Event, msgID string) error {
@@ -57,7 +72,7 @@ func (b *Bus) PublishResult(ctx context.Context, ev *result.Event, msgID string)
 
 // PurgeResults drops a file's result log once its record is final.
 func (b *Bus) PurgeResults(ctx context.Context, dataID string) error {
-	st, err := b.JS.Stream(ctx, events.StreamResults)
+	st, err := b.stream(ctx, events.StreamResults)
 	if err != nil {
 		return err
 	}
@@ -72,7 +87,7 @@ func (b *Bus) PurgeResults(ctx context.Context, dataID string) error {
 // (ErrNoEvent when there is none): what a file is before the recorder has
 // written its record.
 func (b *Bus) FirstResultEvent(ctx context.Context, dataID string) (*result.Event, error) {
-	st, err := b.JS.Stream(ctx, events.StreamResults)
+	st, err := b.stream(ctx, events.StreamResults)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +140,7 @@ func (b *Bus) ScheduleExpiry(ctx context.Context, partition int, dataID string, 
 
 // PurgeUpload drops an ended session's log and pending expiry.
 func (b *Bus) PurgeUpload(ctx context.Context, partition int, dataID string) error {
-	st, err := b.JS.Stream(ctx, events.StreamUploads)
+	st, err := b.stream(ctx, events.StreamUploads)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -53,7 +54,8 @@ type Node struct {
 	nc       *nats.Conn
 	bus      *bus.Bus
 	http     *ingest.Server
-	addr     net.Addr // where the HTTP API listens, when ingest runs
+	pprof    *http.Server // debug.pprof, when on
+	addr     net.Addr     // where the HTTP API listens, when ingest runs
 
 	runCtx  context.Context // ends when the node shuts down
 	closing atomic.Bool     // Close has begun: roles returning now are expected
@@ -93,6 +95,11 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 	})
 	if n.embedded != nil {
 		n.wg.Go(n.watchJetStream)
+	}
+	if cfg.Debug.Pprof != "" {
+		if err := n.startPprof(cfg.Debug.Pprof); err != nil {
+			return nil, fmt.Errorf("debug.pprof: %w", err)
+		}
 	}
 
 	for _, r := range roles {
@@ -285,6 +292,9 @@ func (n *Node) EmbeddedServer() *server.Server {
 func (n *Node) Close() error {
 	n.closing.Store(true)
 	var errs []error
+	if n.pprof != nil {
+		n.pprof.Close()
+	}
 	if n.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		errs = append(errs, n.http.Shutdown(ctx))

@@ -39,6 +39,14 @@ type Config struct {
 	Engines   EnginesConfig   `yaml:"engines"`
 	Webhooks  WebhooksConfig  `yaml:"webhooks"`
 	Workflows []Workflow      `yaml:"workflows"`
+	Debug     DebugConfig     `yaml:"debug"`
+}
+
+// DebugConfig holds what operators switch on to look inside a live node.
+type DebugConfig struct {
+	// Pprof is an address for net/http/pprof ("" = off). It has no
+	// authentication: bind it to loopback.
+	Pprof string `yaml:"pprof"`
 }
 
 type LogConfig struct {

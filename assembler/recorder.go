@@ -22,8 +22,8 @@ import (
 // never be mistaken for one another and the first final event wins. It also
 // performs the effects that follow from a record changing, exactly where
 // the change is decided: a queued file is handed to the scanners, a final
-// result is announced (scan-done, for the webhooks) and the file's event
-// log purged.
+// result is announced (scan-done, for the webhooks). Acknowledging an event
+// removes it from the stream.
 type recorder struct {
 	b       *bus.Bus
 	results result.Store
@@ -70,7 +70,7 @@ func (r *recorder) handle(ctx context.Context, msg jetstream.Msg) {
 		break
 	}
 	// A plain ack: a lost one only redelivers the event, which the sequence
-	// check skips (and the event may already be purged with its file's log).
+	// check skips.
 	_ = msg.Ack()
 }
 
@@ -95,6 +95,16 @@ func (r *recorder) apply(ctx context.Context, ev *result.Event, seq uint64, log 
 		return nil
 	}
 	next.Seq = seq
+	if ev.Kind == result.EventQueued && ev.File != nil && !next.Final() {
+		// Queue the file while its record is written: the two wait on
+		// different streams' fsyncs. A scanner that is quicker than the
+		// write finds no record, which it treats as not final; its verdict
+		// is a later event of this partition, applied after this one.
+		queued := make(chan error, 1)
+		go func() { queued <- r.b.PublishFileComplete(ctx, ev.File) }()
+		_, err = r.results.Put(ctx, next, rev)
+		return errors.Join(err, <-queued)
+	}
 	rev, err = r.results.Put(ctx, next, rev)
 	if err != nil {
 		return err
@@ -106,13 +116,16 @@ func (r *recorder) apply(ctx context.Context, ev *result.Event, seq uint64, log 
 func (r *recorder) effects(ctx context.Context, ev *result.Event, rec *result.Record, rev uint64, log zerolog.Logger) error {
 	switch {
 	case rec.Final():
-		done := &events.ScanDone{DataID: ev.DataID, Revision: rev, CallbackURL: rec.Meta.CallbackURL, SanitizedURL: rec.Meta.SanitizedURL}
-		if err := r.b.PublishScanDone(ctx, done); err != nil {
-			return err
+		// Only webhooks listen for scan-done: a file without one is not
+		// announced, which spares two fsyncs per file (store and remove).
+		if rec.Meta.CallbackURL != "" || rec.Meta.SanitizedURL != "" {
+			done := &events.ScanDone{DataID: ev.DataID, Revision: rev, CallbackURL: rec.Meta.CallbackURL, SanitizedURL: rec.Meta.SanitizedURL}
+			if err := r.b.PublishScanDone(ctx, done); err != nil {
+				return err
+			}
 		}
 		log.Info().Int("scan_all_result_i", rec.Result.ScanResults.ScanAllResultI).
 			Str("result", rec.Result.ProcessInfo.Result).Msg("result final")
-		return r.b.PurgeResults(ctx, ev.DataID)
 	case ev.Kind == result.EventQueued && ev.File != nil:
 		return r.b.PublishFileComplete(ctx, ev.File)
 	}

@@ -138,3 +138,57 @@ func TestRecorderSkipsEventsTheRecordMovedPast(t *testing.T) {
 		t.Errorf("a file already final was queued for scanning again (%d in FILES)", n)
 	}
 }
+
+// Only webhooks listen for scan-done: a final result is announced when the
+// file has a callbackurl or sanitizedurl and not otherwise. Either way the
+// events are applied and removed from RESULTS.
+func TestRecorderAnnouncesOnlyFilesWithWebhooks(t *testing.T) {
+	b := testBus(t)
+	ctx := context.Background()
+	quiet, hooked := finalRecord(ids.New()), finalRecord(ids.New())
+	quiet.Meta.CallbackURL = ""
+	for _, rec := range []*result.Record{quiet, hooked} {
+		fc := &events.FileComplete{DataID: rec.Result.DataID, Size: 3, Meta: rec.Meta, Priority: events.PriorityNormal, UploadedAt: time.Now()}
+		publishEvent(t, b, &result.Event{Kind: result.EventQueued, DataID: fc.DataID, File: fc})
+		publishEvent(t, b, &result.Event{Kind: result.EventFinal, DataID: fc.DataID, Record: rec})
+	}
+	done, err := b.NC.SubscribeSync(events.ScanDoneSubject(hooked.Result.DataID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAssembler(t, b)
+	if _, err := done.NextMsg(30 * time.Second); err != nil {
+		t.Fatalf("no scan-done for the file with a callback: %v", err)
+	}
+	waitEmpty := time.Now().Add(30 * time.Second)
+	for {
+		res, err := b.JS.Stream(ctx, events.StreamResults)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info, err := res.Info(ctx); err == nil && info.State.Msgs == 0 {
+			break
+		}
+		if time.Now().After(waitEmpty) {
+			t.Fatal("applied result events were not removed from RESULTS")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Every event is acknowledged, so every effect has happened.
+	if rec, _, err := (result.Store{KV: b.Results}).Get(ctx, quiet.Result.DataID); err != nil || !rec.Final() {
+		t.Fatalf("the file without webhooks has no final record: %v", err)
+	}
+	scans, err := b.JS.Stream(ctx, events.StreamScans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := scans.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The notifier's consumer is declared but not running: only the hooked
+	// file's announcement waits there.
+	if info.State.Msgs != 1 {
+		t.Errorf("SCANS holds %d announcements, want 1 (only the file with a callback)", info.State.Msgs)
+	}
+}

@@ -20,8 +20,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/scangate/scangate/internal/node"
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/config"
@@ -272,21 +270,40 @@ func TestPartLimits(t *testing.T) {
 // file ends with exactly one final result, never stuck at 255 (a commit
 // that failed on the last allowed delivery once left it there for good).
 func TestVerdictPublishRetried(t *testing.T) {
-	n, tap := startNodeTapped(t, testConfig(t))
+	cfg := testConfig(t)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tap := &logTap{t: t}
+	n, err := node.Start(context.Background(), cfg, []node.Role{node.Ingest, node.Assembler, node.Notifier}, "test", tap) // the scanner comes later
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
 	ctx := context.Background()
 	js := n.Bus().JS
+	id := mustUpload(t, n.URL(""), []byte("verdict in hand"), nil)
+	waitFor(t, "the file queued for a scanner", func() bool {
+		st, err := js.Stream(ctx, events.StreamFiles)
+		return err == nil && st.CachedInfo().State.Msgs == 1
+	})
+
+	// Refuse every result event from now on: none fits.
 	st, err := js.Stream(ctx, events.StreamResults)
 	if err != nil {
 		t.Fatal(err)
 	}
 	orig := st.CachedInfo().Config
-	// Refuse every new result event while a file's log already holds one.
 	blocked := orig
-	blocked.MaxMsgsPerSubject, blocked.Discard, blocked.DiscardNewPerSubject = 1, jetstream.DiscardNew, true
+	blocked.MaxMsgSize = 1
 	if _, err := js.UpdateStream(ctx, blocked); err != nil {
 		t.Fatal(err)
 	}
-	id := mustUpload(t, n.URL(""), []byte("verdict in hand"), nil)
+	sig, err := engines.NewSignatures()
+	if err != nil {
+		t.Fatal(err)
+	}
+	startScanner(t, n, sig, time.Minute)
 	tap.waitLine(`"data_id":"`+id+`"`, "publishing the verdict failed")
 	if _, err := js.UpdateStream(ctx, orig); err != nil {
 		t.Fatal(err)

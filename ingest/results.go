@@ -83,8 +83,8 @@ func (s *Server) lookup(ctx context.Context, dataID string) (*result.Record, err
 }
 
 // pending is the record of a file the recorder has not written yet, made
-// from the oldest event in its log. The recorder purges a file's log only
-// after writing its record, so a miss in both means unknown — after one
+// from the oldest event in its log. The recorder acknowledges (removes) an
+// event only after writing its record, so a miss in both means unknown — after one
 // more look at the record, which may have been written in between.
 func (s *Server) pending(ctx context.Context, dataID string) (*result.Record, error) {
 	ev, err := s.b.FirstResultEvent(ctx, dataID)

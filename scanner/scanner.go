@@ -71,7 +71,17 @@ type Scanner struct {
 
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc
+
+	// committing bounds the verdicts being published while workers scan
+	// on; commits waits for them at shutdown.
+	committing chan struct{}
+	commits    sync.WaitGroup
 }
+
+// commitsPerWorker: a worker hands its verdict to a committer and takes the
+// next file, so the fsyncs a verdict waits for (hash index, result event,
+// acknowledgement) overlap the next scan instead of idling the worker.
+const commitsPerWorker = 4
 
 // errCancelled is the cause of a scan stopped by POST /file/{id}/cancel.
 var errCancelled = errors.New("cancelled by request")
@@ -87,8 +97,9 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Scanne
 	return &Scanner{
 		b: b, blobs: blobs, results: result.Store{KV: b.Results}, opts: opts,
 		log:     log.With().Str("role", "scanner").Logger(),
-		running: map[string]context.CancelCauseFunc{},
-		id:      ids.New(),
+		running:    map[string]context.CancelCauseFunc{},
+		id:         ids.New(),
+		committing: make(chan struct{}, commitsPerWorker*opts.Workers),
 	}
 }
 
@@ -114,6 +125,7 @@ func (s *Scanner) Run(ctx context.Context) error {
 		wg.Go(func() { s.work(ctx, cons) })
 	}
 	wg.Wait()
+	s.commits.Wait()
 	return nil
 }
 
@@ -227,7 +239,23 @@ func (s *Scanner) handle(ctx context.Context, msg jetstream.Msg) {
 		log.Error().Err(err).Msg("scan failed")
 		rec.Finish(result.Failed, []string{err.Error()}, start, time.Now())
 	}
-	s.commit(ctx, msg, rec, log)
+	s.commitAsync(ctx, msg, rec, log)
+}
+
+// commitAsync commits in the background once a committer slot is free. The
+// work item stays unacknowledged until its verdict is published, so a
+// scanner killed meanwhile only costs a rescan by a peer.
+func (s *Scanner) commitAsync(ctx context.Context, msg jetstream.Msg, rec *result.Record, log zerolog.Logger) {
+	select {
+	case s.committing <- struct{}{}:
+	case <-ctx.Done():
+		_ = msg.Nak()
+		return
+	}
+	s.commits.Go(func() {
+		defer func() { <-s.committing }()
+		s.commit(ctx, msg, rec, log)
+	})
 }
 
 // commit indexes the file's hashes and publishes its verdict, then
@@ -277,13 +305,14 @@ func (s *Scanner) commit(ctx context.Context, msg jetstream.Msg, rec *result.Rec
 // the only writer of the hash index.
 func (s *Scanner) indexHashes(ctx context.Context, rec *result.Record) error {
 	fi := rec.Result.FileInfo
+	keys := make(map[string]string, 4)
 	for algo, h := range map[string]string{"md5": fi.MD5, "sha1": fi.SHA1, "sha256": fi.SHA256, "sha512": fi.SHA512} {
-		if h == "" {
-			continue
+		if h != "" {
+			keys[events.HashKey(algo, h)] = rec.Result.DataID
 		}
-		if _, err := s.b.Hashes.PutString(ctx, events.HashKey(algo, h), rec.Result.DataID); err != nil {
-			return fmt.Errorf("index %s: %w", algo, err)
-		}
+	}
+	if err := s.b.PutAll(ctx, events.BucketHashes, keys); err != nil {
+		return fmt.Errorf("index hashes: %w", err)
 	}
 	return nil
 }

@@ -70,22 +70,10 @@ func (b *Bus) PublishResult(ctx context.Context, ev *result.Event, msgID string)
 	return err
 }
 
-// PurgeResults drops a file's result log once its record is final.
-func (b *Bus) PurgeResults(ctx context.Context, dataID string) error {
-	st, err := b.stream(ctx, events.StreamResults)
-	if err != nil {
-		return err
-	}
-	subj := events.ResultSubject(events.Partition(dataID, b.Opts.Partitions), dataID)
-	if err := st.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
-		return fmt.Errorf("purge %s: %w", subj, err)
-	}
-	return nil
-}
-
 // FirstResultEvent returns the oldest event still in a file's result log
 // (ErrNoEvent when there is none): what a file is before the recorder has
-// written its record.
+// applied it. The recorder acknowledges an event, which removes it, only
+// after writing the record it makes.
 func (b *Bus) FirstResultEvent(ctx context.Context, dataID string) (*result.Event, error) {
 	st, err := b.stream(ctx, events.StreamResults)
 	if err != nil {
@@ -147,6 +135,32 @@ func (b *Bus) PurgeUpload(ctx context.Context, partition int, dataID string) err
 	for _, subj := range []string{events.UploadSubject(partition, dataID), events.ExpirySubject(dataID)} {
 		if err := st.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
 			return fmt.Errorf("purge %s: %w", subj, err)
+		}
+	}
+	return nil
+}
+
+// PutAll writes several keys of a bucket at once and waits until JetStream
+// has stored every one: the writes travel together, so they cost one
+// round trip rather than one each (the hash index writes four keys per
+// file). Any failure is returned; keys already stored stay written, which
+// is harmless for puts a retry repeats.
+func (b *Bus) PutAll(ctx context.Context, bucket string, kv map[string]string) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(kv))
+	for k, v := range kv {
+		f, err := b.JS.PublishAsync("$KV."+bucket+"."+k, []byte(v))
+		if err != nil {
+			return fmt.Errorf("put %s/%s: %w", bucket, k, b.Check(err))
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("put %s/%s: %w", bucket, f.Msg().Subject, b.Check(err))
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 	return nil

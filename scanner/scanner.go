@@ -96,7 +96,7 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Scanne
 	}
 	return &Scanner{
 		b: b, blobs: blobs, results: result.Store{KV: b.Results}, opts: opts,
-		log:     log.With().Str("role", "scanner").Logger(),
+		log:        log.With().Str("role", "scanner").Logger(),
 		running:    map[string]context.CancelCauseFunc{},
 		id:         ids.New(),
 		committing: make(chan struct{}, commitsPerWorker*opts.Workers),

@@ -31,7 +31,8 @@ type recorder struct {
 }
 
 func newRecorder(b *bus.Bus, log zerolog.Logger) *recorder {
-	return &recorder{b: b, results: result.Store{KV: b.Results}, log: log.With().Str("component", "recorder").Logger()}
+	results := result.Store{KV: b.Results, Commit: b.Committer(bus.BucketStream(events.BucketResults)).Publish}
+	return &recorder{b: b, results: results, log: log.With().Str("component", "recorder").Logger()}
 }
 
 // handle applies one result event. The record carries the sequence of the

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -126,4 +128,62 @@ func TestHardStopKeepsAcceptedFiles(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// Small files are accepted in group commits (many files, one fsync). Kill
+// -9 the server while 32 clients post them, in the middle of such commits:
+// every file that was answered 200 survives with its bytes and gets its
+// verdict; the ones cut off were never acknowledged.
+func TestKillDuringGroupCommitsKeepsAcceptedFiles(t *testing.T) {
+	dir := t.TempDir()
+	p := startServeProcess(t, dir)
+	type accepted struct{ id, sha256 string }
+	var (
+		mu   sync.Mutex
+		got  []accepted
+		fail atomic.Int64
+	)
+	enough := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	for c := range 32 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				body := randomBytes(t, 4096)
+				copy(body, fmt.Sprintf("client %d file %d", c, i))
+				resp, err := http.Post(p.addr+"/file", "application/octet-stream", bytes.NewReader(body))
+				if err != nil {
+					fail.Add(1)
+					return // the server is gone
+				}
+				raw, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				var out map[string]any
+				if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &out) != nil {
+					return // killed mid-answer
+				}
+				mu.Lock()
+				got = append(got, accepted{str(out["data_id"]), digestsOf(body).sha256})
+				if len(got) == 300 {
+					once.Do(func() { close(enough) })
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	<-enough
+	p.kill() // SIGKILL while the clients are still posting
+	wg.Wait()
+	if fail.Load() == 0 {
+		t.Fatal("no upload was cut off: the kill did not land during the uploads")
+	}
+
+	p = startServeProcess(t, dir)
+	for _, a := range got {
+		r := waitResult(t, p.addr, a.id)
+		if path(r, "file_info", "sha256") != a.sha256 || path(r, "process_info", "result") != "Allowed" {
+			t.Errorf("%s after restart: %v %v", a.id, path(r, "file_info", "sha256"), path(r, "process_info", "result"))
+		}
+	}
+	t.Logf("%d files acknowledged before the kill, all with their verdicts after it", len(got))
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/scangate/scangate/pkg/blob"
+	"github.com/scangate/scangate/pkg/events"
 )
 
 // Store failures are the server's: 503 with Retry-After, never the 400
@@ -30,7 +31,7 @@ func TestStoreErrorsAreServerErrors(t *testing.T) {
 		{"out of file descriptors", fmt.Errorf("blob fs: %w", &fs.PathError{Op: "open", Path: "/data/blobs/x", Err: syscall.EMFILE}), notStored},
 		{"store timeout", fmt.Errorf("blob jetstream: write: %w", context.DeadlineExceeded), notStored},
 	}
-	body := bytes.Repeat([]byte("x"), 4096)
+	body := bytes.Repeat([]byte("x"), events.InlineMax+1) // too large to travel inline: written to the store
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := startServer(t, Options{}, func(s blob.Store) blob.Store { return &faultStore{Store: s, err: tc.err} })

@@ -66,6 +66,7 @@ type Server struct {
 	sessions session.Store
 	parts    inflight // parts being received, for abort cut-off
 	queue    queueDepth
+	inline   byteBudget // small files held in memory while committed (upload.go)
 }
 
 // New builds the API. Serve starts answering.

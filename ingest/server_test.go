@@ -18,6 +18,7 @@ import (
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/config"
+	"github.com/scangate/scangate/pkg/events"
 	"github.com/scangate/scangate/pkg/ids"
 	"github.com/scangate/scangate/pkg/workflow"
 )
@@ -122,7 +123,8 @@ func openSession(t *testing.T, ts *testServer, total int) string {
 // A panicking handler is a logged 500; the server keeps serving.
 func TestPanicIsInternalError(t *testing.T) {
 	ts := startServer(t, Options{}, func(s blob.Store) blob.Store { return &faultStore{Store: s, panic: true} })
-	resp, err := http.Post(ts.url("/file"), "application/octet-stream", strings.NewReader("some bytes"))
+	large := strings.Repeat("x", events.InlineMax+1) // too large to travel inline: written to the store
+	resp, err := http.Post(ts.url("/file"), "application/octet-stream", strings.NewReader(large))
 	if err != nil {
 		t.Fatal(err)
 	}

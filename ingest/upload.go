@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -68,23 +69,55 @@ func (s *Server) postFile(c *fiber.Ctx) error {
 	h := hashing.New()
 	defer h.Close()
 	body := s.bodyStream(c)
-	if err := s.blobs.WriteAt(s.ctx, dataID, 0, io.TeeReader(body, h), size); err != nil {
+	fc := &events.FileComplete{DataID: dataID, Size: size, Meta: meta,
+		Priority: events.PriorityNormal, UploadedAt: uploadedAt}
+	if size <= events.InlineMax && s.inline.take(size) {
+		defer s.inline.give(size)
+		// A small file travels inside its events: its bytes become
+		// durable with the event that accepts it, in one group commit
+		// shared with the other uploads of the moment.
+		fc.Data = make([]byte, size)
+		if _, err := io.ReadFull(body, fc.Data); err != nil {
+			return s.storeError(err, body, log)
+		}
+		h.Write(fc.Data)
+	} else if err := s.blobs.WriteAt(s.ctx, dataID, 0, io.TeeReader(body, h), size); err != nil {
 		s.discard(dataID)
 		return s.storeError(err, body, log)
 	}
-
-	fc := &events.FileComplete{DataID: dataID, Size: size, Hashes: h.Sums(), Meta: meta,
-		Priority: events.PriorityNormal, UploadedAt: uploadedAt}
+	fc.Hashes = h.Sums()
 	// One durable event makes the file accepted: the recorder writes its
 	// 255 record from it and queues it for the scanners.
 	ev := &result.Event{Kind: result.EventQueued, DataID: dataID, File: fc}
 	if err := s.b.PublishResult(s.ctx, ev, "queued-"+dataID); err != nil {
-		s.discard(dataID)
+		if fc.Data == nil {
+			s.discard(dataID)
+		}
 		return s.queueError(err, log)
 	}
 	log.Info().Int64("size", size).Str("workflow", meta.Workflow).Str("sha256", fc.Hashes.SHA256).Msg("file accepted")
 	return c.JSON(fiber.Map{"data_id": dataID})
 }
+
+// inlineBudget bounds the bytes of small files held in memory at once while
+// they are committed inside their events (each is held a few times over:
+// body, event JSON, the message on its way to JetStream). Past it, small
+// files take the blob path like large ones, which streams.
+const inlineBudget = 32 << 20
+
+// byteBudget is a count of bytes in use against a limit.
+type byteBudget struct{ used atomic.Int64 }
+
+// take reserves n bytes if they fit.
+func (b *byteBudget) take(n int64) bool {
+	if b.used.Add(n) > inlineBudget {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (b *byteBudget) give(n int64) { b.used.Add(-n) }
 
 // bodyLength is the declared body length. Uploads must say how long they
 // are: a chunked body cannot be checked against limits before it is read.

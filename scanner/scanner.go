@@ -388,8 +388,11 @@ func (s *Scanner) scan(ctx context.Context, fc *events.FileComplete, rec *result
 	if !ok {
 		return fmt.Errorf("workflow %q is no longer configured", fc.Meta.Workflow)
 	}
-	obj, err := s.openBlob(ctx, fc.DataID)
-	if err != nil {
+	var obj blob.Object
+	var err error
+	if fc.Data != nil {
+		obj = blob.Bytes(fc.Data)
+	} else if obj, err = s.openBlob(ctx, fc.DataID); err != nil {
 		return fmt.Errorf("open file: %w", err)
 	}
 	defer obj.Close()

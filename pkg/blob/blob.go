@@ -3,6 +3,7 @@
 package blob
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -29,6 +30,14 @@ type Object interface {
 	io.Closer
 	Size() int64
 }
+
+// Bytes is an Object over bytes already in memory: a file small enough to
+// travel inside its events (events.InlineMax).
+func Bytes(b []byte) Object { return bytesObject{bytes.NewReader(b)} }
+
+type bytesObject struct{ *bytes.Reader }
+
+func (bytesObject) Close() error { return nil }
 
 // PrefixOpener is implemented by stores whose Open refuses a blob with
 // gaps: OpenPrefix reads from offset 0 up to the first gap.

@@ -88,7 +88,7 @@ func JetStreamAssets(opts JetStreamOptions) []bus.Asset {
 			History:     1,
 			Storage:     jetstream.FileStorage,
 			Replicas:    opts.Replicas,
-		}),
+		}, false),
 	}
 }
 

@@ -127,7 +127,8 @@ type Bus struct {
 	Nodes    jetstream.KeyValue
 	Opts     Options
 
-	streams sync.Map // name → jetstream.Stream, see stream
+	streams    sync.Map // name → jetstream.Stream, see stream
+	committers sync.Map // stream name → *Committer
 
 	storeMu      sync.Mutex
 	storeFailure error
@@ -248,7 +249,7 @@ func Topology(o Options) []Asset {
 		assets = append(assets, StreamAsset(sc))
 	}
 	for _, kc := range Buckets(o) {
-		assets = append(assets, BucketAsset(kc))
+		assets = append(assets, BucketAsset(kc, kc.Bucket == events.BucketResults || kc.Bucket == events.BucketHashes))
 	}
 	for _, c := range Consumers(o) {
 		assets = append(assets, ConsumerAsset(c))
@@ -284,13 +285,14 @@ func Streams(o Options) []jetstream.StreamConfig {
 			// message is cheap, where purging a file's subject made every
 			// consumer of the stream recount its pending messages — a third
 			// of the CPU of a small file. MaxAge is only the backstop.
-			Name:       events.StreamResults,
-			Subjects:   []string{events.ResultsSubjects},
-			Retention:  jetstream.InterestPolicy,
-			Storage:    jetstream.FileStorage,
-			Replicas:   o.Replicas,
-			MaxAge:     ResultsMaxAge,
-			Duplicates: 10 * time.Minute,
+			Name:               events.StreamResults,
+			Subjects:           []string{events.ResultsSubjects},
+			Retention:          jetstream.InterestPolicy,
+			Storage:            jetstream.FileStorage,
+			Replicas:           o.Replicas,
+			MaxAge:             ResultsMaxAge,
+			Duplicates:         10 * time.Minute,
+			AllowAtomicPublish: true, // group commits (Committer)
 		},
 		{
 			// Work queue: a message is gone once a scanner acknowledges it,
@@ -299,12 +301,13 @@ func Streams(o Options) []jetstream.StreamConfig {
 			// told are accepted, so nothing is refused: admission (the
 			// 503 when limits.max_queued files wait) happens in ingest,
 			// before an upload is read.
-			Name:       events.StreamFiles,
-			Subjects:   []string{events.FilesSubjects},
-			Retention:  jetstream.WorkQueuePolicy,
-			Storage:    jetstream.FileStorage,
-			Replicas:   o.Replicas,
-			Duplicates: 10 * time.Minute,
+			Name:               events.StreamFiles,
+			Subjects:           []string{events.FilesSubjects},
+			Retention:          jetstream.WorkQueuePolicy,
+			Storage:            jetstream.FileStorage,
+			Replicas:           o.Replicas,
+			Duplicates:         10 * time.Minute,
+			AllowAtomicPublish: true, // group commits (Committer)
 		},
 		{
 			// Interest: kept until every declared consumer (the notifier) has

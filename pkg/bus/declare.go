@@ -185,21 +185,33 @@ func StreamAsset(cfg jetstream.StreamConfig) Asset {
 	})
 }
 
-// BucketAsset declares a KV bucket (the stream KV_<bucket>).
-func BucketAsset(cfg jetstream.KeyValueConfig) Asset {
+// BucketAsset declares a KV bucket (the stream KV_<bucket>); groupCommit
+// lets a Committer write its keys (see Committer).
+func BucketAsset(cfg jetstream.KeyValueConfig, groupCommit bool) Asset {
 	want := jetstream.StreamConfig{
-		Name:              "KV_" + cfg.Bucket,
-		Description:       cfg.Description,
-		MaxMsgsPerSubject: max(int64(cfg.History), 1), // as nats.go creates it
-		MaxAge:            cfg.TTL,
-		Storage:           cfg.Storage,
-		Replicas:          max(cfg.Replicas, 1),
-		MaxBytes:          cfg.MaxBytes,
-		MaxMsgSize:        cfg.MaxValueSize,
+		Name:               "KV_" + cfg.Bucket,
+		Description:        cfg.Description,
+		MaxMsgsPerSubject:  max(int64(cfg.History), 1), // as nats.go creates it
+		MaxAge:             cfg.TTL,
+		Storage:            cfg.Storage,
+		Replicas:           max(cfg.Replicas, 1),
+		MaxBytes:           cfg.MaxBytes,
+		MaxMsgSize:         cfg.MaxValueSize,
+		AllowAtomicPublish: groupCommit,
 	}
 	name := fmt.Sprintf("bucket %s (stream %s)", cfg.Bucket, want.Name)
 	return streamBacked(name, want, bucketFields, func(ctx context.Context, js jetstream.JetStream) error {
-		_, err := js.CreateKeyValue(ctx, cfg)
+		if _, err := js.CreateKeyValue(ctx, cfg); err != nil || !groupCommit {
+			return err
+		}
+		// nats.go has no such bucket option: switch it on in the stream.
+		s, err := js.Stream(ctx, want.Name)
+		if err != nil {
+			return err
+		}
+		sc := s.CachedInfo().Config
+		sc.AllowAtomicPublish = true
+		_, err = js.UpdateStream(ctx, sc)
 		return err
 	})
 }
@@ -309,6 +321,16 @@ func describe[C any](at func(*C) *string) field[C] {
 	return f
 }
 
+// groupCommits is the stream setting that lets a Committer store many
+// messages with one fsync (allow_atomic). Turning it on changes nothing
+// that is stored or dropped, and a writer that never batches is unaffected,
+// so a role applies it on its own.
+func groupCommits() field[sc] {
+	f := own("allow_atomic", func(c *sc) *bool { return &c.AllowAtomicPublish }, nil)
+	f.safe = true
+	return f
+}
+
 func compare[C any](fields []field[C], want, have *C) []Diff {
 	var diffs []Diff
 	for _, f := range fields {
@@ -399,6 +421,7 @@ var streamFields = []field[sc]{
 	own("duplicate_window", func(c *sc) *time.Duration { return &c.Duplicates }, nil),
 	own("deny_purge", func(c *sc) *bool { return &c.DenyPurge }, nil), // roles purge the logs of ended uploads and files
 	own("allow_msg_schedules", func(c *sc) *bool { return &c.AllowMsgSchedules }, nil),
+	groupCommits(),
 }
 
 // A bucket's settings by their KV names; nats.go sets the rest of its
@@ -411,6 +434,7 @@ var bucketFields = []field[sc]{
 	own("replicas", func(c *sc) *int { return &c.Replicas }, nil),
 	own("max_bytes", func(c *sc) *int64 { return &c.MaxBytes }, unlimited),
 	own("max_value_size", func(c *sc) *int32 { return &c.MaxMsgSize }, unlimited),
+	groupCommits(),
 }
 
 var objectFields = []field[sc]{

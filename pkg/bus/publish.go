@@ -31,9 +31,25 @@ func (b *Bus) publish(ctx context.Context, subject, msgID string, v any) (*jetst
 	return ack, nil
 }
 
+// commit is publish through the stream's group committer: for the streams
+// every file passes through, where concurrent files share fsyncs.
+func (b *Bus) commit(ctx context.Context, stream, subject, msgID string, v any) (*jetstream.PubAck, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", subject, err)
+	}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	msg.Header.Set(events.HeaderMsgID, msgID)
+	ack, err := b.Committer(stream).Publish(ctx, msg)
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", subject, b.Check(err))
+	}
+	return ack, nil
+}
+
 // PublishFileComplete queues a file for scanning.
 func (b *Bus) PublishFileComplete(ctx context.Context, ev *events.FileComplete) error {
-	_, err := b.publish(ctx, events.FileSubject(ev.Priority, ev.DataID), "file-"+ev.DataID, ev)
+	_, err := b.commit(ctx, events.StreamFiles, events.FileSubject(ev.Priority, ev.DataID), "file-"+ev.DataID, ev)
 	return err
 }
 
@@ -66,7 +82,7 @@ func (b *Bus) stream(ctx context.Context, name string) (jetstream.Stream, error)
 // PublishResult appends an event to a file's result log. msgID makes a
 // retried publish of the same event a no-op.
 func (b *Bus) PublishResult(ctx context.Context, ev *result.Event, msgID string) error {
-	_, err := b.publish(ctx, events.ResultSubject(events.Partition(ev.DataID, b.Opts.Partitions), ev.DataID), msgID, ev)
+	_, err := b.commit(ctx, events.StreamResults, events.ResultSubject(events.Partition(ev.DataID, b.Opts.Partitions), ev.DataID), msgID, ev)
 	return err
 }
 
@@ -140,28 +156,29 @@ func (b *Bus) PurgeUpload(ctx context.Context, partition int, dataID string) err
 	return nil
 }
 
-// PutAll writes several keys of a bucket at once and waits until JetStream
-// has stored every one: the writes travel together, so they cost one
-// round trip rather than one each (the hash index writes four keys per
-// file). Any failure is returned; keys already stored stay written, which
-// is harmless for puts a retry repeats.
+// BucketStream is the stream behind a KV bucket.
+func BucketStream(bucket string) string { return "KV_" + bucket }
+
+// PutAll writes several keys of a bucket at once, through its group
+// committer, and waits until JetStream has stored every one. Keys already
+// stored when another fails stay written, which is harmless for puts a
+// retry repeats.
 func (b *Bus) PutAll(ctx context.Context, bucket string, kv map[string]string) error {
-	futures := make([]jetstream.PubAckFuture, 0, len(kv))
+	c := b.Committer(BucketStream(bucket))
+	errs := make(chan error, len(kv))
 	for k, v := range kv {
-		f, err := b.JS.PublishAsync("$KV."+bucket+"."+k, []byte(v))
-		if err != nil {
-			return fmt.Errorf("put %s/%s: %w", bucket, k, b.Check(err))
-		}
-		futures = append(futures, f)
+		go func() {
+			msg := &nats.Msg{Subject: "$KV." + bucket + "." + k, Data: []byte(v)}
+			_, err := c.Publish(ctx, msg)
+			if err != nil {
+				err = fmt.Errorf("put %s/%s: %w", bucket, k, b.Check(err))
+			}
+			errs <- err
+		}()
 	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("put %s/%s: %w", bucket, f.Msg().Subject, b.Check(err))
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	var all []error
+	for range kv {
+		all = append(all, <-errs)
 	}
-	return nil
+	return errors.Join(all...)
 }

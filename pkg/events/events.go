@@ -169,7 +169,17 @@ type FileComplete struct {
 	Meta        FileMeta  `json:"meta"`
 	Priority    Priority  `json:"priority"`
 	UploadedAt  time.Time `json:"uploaded_at"`
+	// Data, when set, is the whole file (at most InlineMax bytes): it
+	// travels in the events, durable in JetStream with them, and has no
+	// blob. A small file then costs no file of its own to create, fsync,
+	// open and delete.
+	Data []byte `json:"data,omitempty"`
 }
+
+// InlineMax is the largest file carried inside its events rather than in
+// the blob store. Three of them in base64 fit well within JetStream's
+// default 1 MiB message limit with room for the metadata.
+const InlineMax = 64 << 10
 
 // ScanDone says: DataID has its final result in the results bucket, at
 // Revision (0: unknown). A reader that finds an older revision (a replica

@@ -10,7 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -24,6 +26,9 @@ var ErrConflict = errors.New("record changed concurrently")
 type Store[T any] struct {
 	KV   jetstream.KeyValue
 	Name string
+	// Commit, when set, stores writes through a group committer
+	// (bus.Committer.Publish) so concurrent writers share fsyncs.
+	Commit func(context.Context, *nats.Msg) (*jetstream.PubAck, error)
 }
 
 // GetRaw returns the stored JSON under key and its revision.
@@ -60,9 +65,25 @@ func (s Store[T]) Put(ctx context.Context, key string, v *T, revision uint64) (u
 		return 0, fmt.Errorf("%s encode %s: %w", s.Name, key, err)
 	}
 	var rev uint64
-	if revision == 0 {
+	switch {
+	case s.Commit != nil:
+		// What KV.Update sends, through the group committer: the
+		// expected-sequence check holds inside a batch as it does alone
+		// (revision 0: the key must not exist).
+		m := nats.NewMsg("$KV." + s.KV.Bucket() + "." + key)
+		m.Data = b
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(revision, 10))
+		var ack *jetstream.PubAck
+		if ack, err = s.Commit(ctx, m); err == nil {
+			rev = ack.Sequence
+		} else if revision == 0 && IsConflict(err) {
+			// A deleted key still has its delete marker: KV.Create
+			// knows to write over that.
+			rev, err = s.KV.Create(ctx, key, b)
+		}
+	case revision == 0:
 		rev, err = s.KV.Create(ctx, key, b)
-	} else {
+	default:
 		rev, err = s.KV.Update(ctx, key, b, revision)
 	}
 	if IsConflict(err) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scangate/scangate/pkg/kvjson"
@@ -18,9 +19,16 @@ var ErrConflict = kvjson.ErrConflict
 // Store reads and writes records in the results bucket. Only the recorder
 // writes (with compare-and-set, so an owner that lost its partition while
 // writing cannot overwrite the next one's record); every other role reads.
-type Store struct{ KV jetstream.KeyValue }
+type Store struct {
+	KV jetstream.KeyValue
+	// Commit, when set, group-commits writes (the recorder's, see
+	// bus.Committer).
+	Commit func(context.Context, *nats.Msg) (*jetstream.PubAck, error)
+}
 
-func (s Store) kv() kvjson.Store[Record] { return kvjson.Store[Record]{KV: s.KV, Name: "results"} }
+func (s Store) kv() kvjson.Store[Record] {
+	return kvjson.Store[Record]{KV: s.KV, Name: "results", Commit: s.Commit}
+}
 
 // Get returns the record of dataID and its revision.
 func (s Store) Get(ctx context.Context, dataID string) (*Record, uint64, error) {

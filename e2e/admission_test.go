@@ -210,7 +210,7 @@ func (e gatedEngine) ScanStream(ctx context.Context, in *engines.Input, r io.Rea
 
 // Once scanners have drained files, admission follows them: when they stop
 // finishing, the queue is cut off at limits.max_queue_wait rather than at
-// max_queued, the refusal is logged with the drain rate, and uploads are
+// max_queued, the refusal is logged with the queue's figures, and uploads are
 // admitted again once the scanners catch up.
 func TestAdmissionFollowsSlowScanners(t *testing.T) {
 	cfg := testConfig(t)
@@ -237,7 +237,7 @@ func TestAdmissionFollowsSlowScanners(t *testing.T) {
 		t.Errorf("%d files accepted: max_queued, not the drain rate, stopped them", len(ids))
 	}
 	checkBusy(t, refusal.Header, body)
-	tap.waitLine("scan queue full", "max_queue_wait", "drain_per_s", "oldest_wait", "queued")
+	tap.waitLine("scan queue full", "max_queue_wait", "oldest_wait", "queued")
 
 	release()
 	for _, id := range ids {

@@ -21,7 +21,10 @@ import (
 // outlives the load by minutes. So a new upload is refused, before its body
 // is read, while the oldest waiting file has waited longer than that, or
 // while the queue holds more than the scanners are seen to finish in that
-// time. limits.max_queued stays as a ceiling for when no drain rate is
+// time. The queue counts every accepted file without a verdict, including
+// those the recorder has not handed to the scanners yet: under load that
+// hand-over lags too, and a queue measured after it looks short while
+// uploads pile up in front of it. limits.max_queued stays as a ceiling for when no drain rate is
 // known yet.
 
 // queueCheckEvery bounds how stale the queue state admission decides on
@@ -53,11 +56,16 @@ type admissionLimits struct {
 }
 
 // drain is the smoothed rate, in files per second, at which scanners
-// finish files. Known is false until a scanner has been seen finishing
-// anything.
+// finish files. Known is false until scanners have been seen finishing
+// files for drainHalfLife: a first rate taken from one interval of a few
+// files, while the scanners are starting, is noise, and a low one would
+// refuse uploads for a minute.
 type drain struct {
 	Rate  float64
 	Known bool
+
+	seedDone uint64  // files finished while the rate is not known yet
+	seedSpan float64 // seconds over which seedDone were counted
 }
 
 // observe folds the queue's change from prev to cur into d.
@@ -74,10 +82,15 @@ func (d drain) observe(prev, cur bus.ScanQueue) drain {
 	done := cur.Finished - prev.Finished
 	sample := float64(done) / dt
 	if !d.Known {
-		if done == 0 {
+		if done == 0 && d.seedDone == 0 {
 			return d
 		}
-		return drain{Rate: sample, Known: true}
+		d.seedDone += done
+		d.seedSpan += dt
+		if d.seedSpan >= drainHalfLife.Seconds() {
+			return drain{Rate: float64(d.seedDone) / d.seedSpan, Known: true}
+		}
+		return d
 	}
 	busy := prev.Waiting > 0 && cur.Waiting > 0
 	if !busy && sample <= d.Rate {
@@ -95,7 +108,7 @@ type admissionVerdict struct {
 	Depth      uint64        // files queued, counting the ones admitted since the reading
 	Age        time.Duration // how long the oldest waiting file has waited
 	Wait       time.Duration // predicted wait of a file queued now; -1 when unknown
-	RetryAfter int           // seconds, for a refusal
+	RetryAfter int           // seconds, for a refusal: until the queue is back within the limits
 }
 
 // decide admits or refuses one new upload given the last reading q, the
@@ -118,7 +131,7 @@ func decide(q bus.ScanQueue, admitted uint64, d drain, lim admissionLimits, now 
 	switch {
 	case lim.MaxQueued > 0 && v.Depth >= uint64(lim.MaxQueued):
 		v.Refuse, v.Reason = true, "max_queued"
-	case lim.MaxQueueWait <= 0 || q.Waiting+admitted == 0:
+	case lim.MaxQueueWait <= 0 || q.Pending()+admitted == 0:
 		// Every queued file is already with a scanner: a new one waits
 		// at most for one of them to finish. (Files admitted since the
 		// reading count as waiting: they may be queued by now.)
@@ -128,19 +141,51 @@ func decide(q bus.ScanQueue, admitted uint64, d drain, lim admissionLimits, now 
 		v.Refuse, v.Reason = true, "predicted wait longer than max_queue_wait"
 	}
 	if v.Refuse {
-		v.RetryAfter = retryAfterFor(v.Wait)
+		v.RetryAfter = retryAfterFor(comeBackIn(v, d, lim), lim.MaxQueueWait)
 	}
 	return v
 }
 
-// retryAfterFor is the predicted wait in whole seconds, clamped: a client
-// returning then finds the queue drained of what is in it now.
-func retryAfterFor(wait time.Duration) int {
+// comeBackIn is how long until the scanners have drained the queue back
+// under both limits: the part of the predicted wait beyond max_queue_wait,
+// and the time to finish the files above max_queued. Not the whole
+// predicted wait: every client refused at the same moment hears the same
+// figure, and if they all came back only once the queue is empty the
+// scanners would idle until their uploads arrive. Unknown (-1) without a
+// drain rate.
+func comeBackIn(v admissionVerdict, d drain, lim admissionLimits) time.Duration {
+	if !d.Known {
+		return -1
+	}
+	if d.Rate <= 0 {
+		return time.Duration(math.MaxInt64)
+	}
+	over := v.Wait - lim.MaxQueueWait
+	if lim.MaxQueueWait <= 0 {
+		over = 0
+	}
+	if lim.MaxQueued > 0 && v.Depth >= uint64(lim.MaxQueued) {
+		excess := float64(v.Depth-uint64(lim.MaxQueued)+1) / d.Rate
+		over = max(over, time.Duration(excess*float64(time.Second)))
+	}
+	return max(over, 0)
+}
+
+// retryAfterFor is a wait in whole seconds, clamped to 1..60 and to
+// max_queue_wait: a client is not sent away for longer than a file would
+// wait in the queue, so a drain rate that was wrong, or a queue that
+// emptied faster than predicted, costs it little. A short guess when the
+// wait is unknown (-1).
+func retryAfterFor(wait, maxQueueWait time.Duration) int {
 	if wait < 0 {
 		return retryAfterUnknown
 	}
+	hi := float64(retryAfterMax)
+	if maxQueueWait > 0 {
+		hi = min(hi, max(math.Ceil(maxQueueWait.Seconds()), retryAfterMin))
+	}
 	s := math.Ceil(wait.Seconds())
-	return int(min(max(s, retryAfterMin), retryAfterMax))
+	return int(min(max(s, retryAfterMin), hi))
 }
 
 // admission holds the last queue reading and the drain rate, shared by
@@ -194,7 +239,7 @@ func (a *admission) check(ctx context.Context, b *bus.Bus, log zerolog.Logger) a
 	}
 	a.refused++
 	if now.Sub(a.logged) >= refusalLogEvery {
-		ev := log.Warn().Str("reason", v.Reason).Uint64("queued", v.Depth).Uint64("waiting", a.last.Waiting).
+		ev := log.Warn().Str("reason", v.Reason).Uint64("queued", v.Depth).Uint64("waiting", a.last.Waiting).Uint64("scanning", a.last.Scanning).
 			Dur("oldest_wait", v.Age).Int("refused", a.refused).Int("retry_after_s", v.RetryAfter)
 		if a.drain.Known {
 			ev = ev.Float64("drain_per_s", math.Round(a.drain.Rate*100)/100)

@@ -24,13 +24,24 @@ type ScanQueue struct {
 	// OldestWaiting is when the oldest file no scanner has taken was
 	// queued; zero when none waits.
 	OldestWaiting time.Time
+	// Unfinished counts accepted files without a final result: their
+	// result logs in RESULTS, one subject per file, purged once final. It
+	// covers files accepted but not queued for the scanners yet (the
+	// recorder queues each after applying its first event), which the
+	// work queue does not show.
+	Unfinished uint64
 }
 
-// Depth is every file still in the queue, taken or not.
-func (q ScanQueue) Depth() uint64 { return q.Waiting + q.Scanning }
+// Depth is every accepted file a verdict is still owed for: those in the
+// work queue, taken or not, or still on their way to it.
+func (q ScanQueue) Depth() uint64 { return max(q.Waiting+q.Scanning, q.Unfinished) }
 
-// ScanQueueState reads the scan queue: one consumer-info request, and one
-// message read for the age of the oldest waiting file while any waits.
+// Pending is the files of Depth no scanner holds yet.
+func (q ScanQueue) Pending() uint64 { return q.Depth() - min(q.Scanning, q.Depth()) }
+
+// ScanQueueState reads the scan queue: one consumer-info request, one
+// stream-info request on RESULTS, and one message read for the age of the
+// oldest waiting file while any waits.
 //
 // The consumer delivers in stream order, so every message up to its
 // delivered stream sequence has been handed to a scanner at least once and
@@ -49,6 +60,11 @@ func (b *Bus) ScanQueueState(ctx context.Context) (ScanQueue, error) {
 	if d := ci.Delivered.Stream; d > q.Scanning {
 		q.Finished = d - q.Scanning
 	}
+	results, err := b.JS.Stream(ctx, events.StreamResults)
+	if err != nil {
+		return ScanQueue{}, err
+	}
+	q.Unfinished = results.CachedInfo().State.NumSubjects
 	if q.Waiting == 0 {
 		return q, nil
 	}

@@ -37,6 +37,10 @@ type Options struct {
 	// MaxQueued: uploads are refused (503) while this many files wait for
 	// a scanner. 0: no limit.
 	MaxQueued int64
+	// MaxQueueWait: uploads are refused (503) while the oldest waiting file
+	// has waited longer than this, or the queue holds more than scanners
+	// are seen to finish in this time. 0: depth (MaxQueued) only.
+	MaxQueueWait time.Duration
 	// MinPartSize: a multipart part (or chunk) smaller than this is refused
 	// unless it ends the file. Tiny parts cost one event each.
 	MinPartSize int64
@@ -54,19 +58,19 @@ type Options struct {
 
 // Server is one ingest node.
 type Server struct {
-	app      *fiber.App
-	b        *bus.Bus
-	blobs    blob.Store
-	results  result.Store
-	opts     Options
-	log      zerolog.Logger
-	ctx      context.Context // ends at shutdown; uploads in progress stop
-	stop     context.CancelFunc
-	conns    connTracker
-	sessions session.Store
-	parts    inflight // parts being received, for abort cut-off
-	queue    queueDepth
-	inline   byteBudget // small files held in memory while committed (upload.go)
+	app       *fiber.App
+	b         *bus.Bus
+	blobs     blob.Store
+	results   result.Store
+	opts      Options
+	log       zerolog.Logger
+	ctx       context.Context // ends at shutdown; uploads in progress stop
+	stop      context.CancelFunc
+	conns     connTracker
+	sessions  session.Store
+	parts     inflight // parts being received, for abort cut-off
+	admission admission
+	inline    byteBudget // small files held in memory while committed (upload.go)
 }
 
 // New builds the API. Serve starts answering.
@@ -79,6 +83,7 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Server
 	}
 	s := &Server{b: b, blobs: blobs, results: result.Store{KV: b.Results}, sessions: session.Store{KV: b.Sessions},
 		opts: opts, log: log.With().Str("role", "ingest").Logger()}
+	s.admission.lim = admissionLimits{MaxQueued: opts.MaxQueued, MaxQueueWait: opts.MaxQueueWait}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.app = fiber.New(fiber.Config{
 		AppName:                      "scangate",

@@ -134,6 +134,7 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 				Workflows:             wfs,
 				DiskReserve:           int64(cfg.Limits.DiskReserve),
 				MaxQueued:             cfg.Limits.MaxQueued,
+				MaxQueueWait:          cfg.Limits.MaxQueueWait,
 				MinPartSize:           int64(cfg.Limits.MinPartSize),
 				MaxRanges:             cfg.Limits.MaxRanges,
 				MaxConnections:        cfg.Limits.MaxConnections,

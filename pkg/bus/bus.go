@@ -299,8 +299,9 @@ func Streams(o Options) []jetstream.StreamConfig {
 			// which it does only after its verdict is in RESULTS. Only the
 			// recorder publishes here, for files the client was already
 			// told are accepted, so nothing is refused: admission (the
-			// 503 when limits.max_queued files wait) happens in ingest,
-			// before an upload is read.
+			// 503 when the queue is longer than scanners drain in
+			// limits.max_queue_wait) happens in ingest, before an upload
+			// is read.
 			Name:               events.StreamFiles,
 			Subjects:           []string{events.FilesSubjects},
 			Retention:          jetstream.WorkQueuePolicy,

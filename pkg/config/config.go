@@ -82,11 +82,14 @@ type AssemblerConfig struct {
 }
 
 type LimitsConfig struct {
-	DiskReserve    ByteSize `yaml:"disk_reserve"`
-	MaxQueued      int64    `yaml:"max_queued"`
-	MinPartSize    ByteSize `yaml:"min_part_size"`
-	MaxRanges      int      `yaml:"max_ranges"`
-	MaxConnections int      `yaml:"max_connections"`
+	DiskReserve ByteSize `yaml:"disk_reserve"`
+	MaxQueued   int64    `yaml:"max_queued"`
+	// MaxQueueWait bounds how long a new file is expected to wait for a
+	// scanner; uploads past it are refused (503) before their body is read.
+	MaxQueueWait   time.Duration `yaml:"max_queue_wait"`
+	MinPartSize    ByteSize      `yaml:"min_part_size"`
+	MaxRanges      int           `yaml:"max_ranges"`
+	MaxConnections int           `yaml:"max_connections"`
 }
 
 type ScannerConfig struct {
@@ -358,6 +361,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxQueued < 1 {
 		bad("limits.max_queued: must be at least 1")
+	}
+	if c.Limits.MaxQueueWait < 0 {
+		bad("limits.max_queue_wait: must not be negative (0 turns it off), got %v", c.Limits.MaxQueueWait)
+	} else if c.Limits.MaxQueueWait > 0 && c.Limits.MaxQueueWait < time.Second {
+		bad("limits.max_queue_wait: want 0 (off) or at least 1s, got %v", c.Limits.MaxQueueWait)
 	}
 	if c.Limits.MinPartSize < 1 {
 		bad("limits.min_part_size: must be at least 1 byte")

@@ -59,6 +59,8 @@ func TestDefaultsLoadAndValidate(t *testing.T) {
 		{"blob.store", c.Blob.Store, "fs"},
 		{"limits.disk_reserve", c.Limits.DiskReserve, ByteSize(256 << 20)},
 		{"limits.max_connections", c.Limits.MaxConnections, 10000},
+		{"limits.max_queued", c.Limits.MaxQueued, int64(10000)},
+		{"limits.max_queue_wait", c.Limits.MaxQueueWait, 10 * time.Second},
 		{"scanner.timeout", c.Scanner.Timeout, 10 * time.Minute},
 		{"scanner.memory_budget", c.Scanner.MemoryBudget, ByteSize(256 << 20)},
 		{"webhooks.allow_private_targets", c.Webhooks.AllowPrivateTargets, false},
@@ -245,6 +247,7 @@ func TestEnvOverrides(t *testing.T) {
 	t.Setenv("SCANGATE_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true")
 	t.Setenv("SCANGATE_LOG_LEVEL", "debug")
 	t.Setenv("SCANGATE_SCANNER_MEMORY_BUDGET", "64MiB")
+	t.Setenv("SCANGATE_LIMITS_MAX_QUEUE_WAIT", "0s")
 
 	c := load(t, "")
 	if err := c.Validate(); err != nil {
@@ -261,6 +264,7 @@ func TestEnvOverrides(t *testing.T) {
 		{"webhooks.allow_private_targets", c.Webhooks.AllowPrivateTargets, true},
 		{"log.level", c.Log.Level, "debug"},
 		{"scanner.memory_budget", c.Scanner.MemoryBudget, ByteSize(64 << 20)},
+		{"limits.max_queue_wait", c.Limits.MaxQueueWait, time.Duration(0)},
 		// Not set in the environment: unchanged.
 		{"webhooks.retry.max_interval", c.Webhooks.Retry.MaxInterval, time.Hour},
 		{"data_dir", c.DataDir, "./data"},
@@ -388,6 +392,8 @@ func TestValidateErrors(t *testing.T) {
 		}, "webhooks.secret"},
 		{"max_attempts 0", func(c *Config) { c.Webhooks.MaxAttempts = 0 }, "webhooks.max_attempts"},
 		{"max_connections 0", func(c *Config) { c.Limits.MaxConnections = 0 }, "limits.max_connections"},
+		{"max_queue_wait negative", func(c *Config) { c.Limits.MaxQueueWait = -time.Second }, "limits.max_queue_wait"},
+		{"max_queue_wait below a second", func(c *Config) { c.Limits.MaxQueueWait = 100 * time.Millisecond }, "limits.max_queue_wait"},
 		{"retry initial above max", func(c *Config) {
 			c.Webhooks.Retry.InitialInterval = 2 * time.Hour
 		}, "webhooks.retry"},

@@ -457,6 +457,7 @@ func (a *Assembler) hashPrefix(ctx context.Context, st *state) error {
 	if end <= st.HashedBytes {
 		return nil
 	}
+	t0 := time.Now()
 	var m *hashing.Multi
 	var err error
 	if st.HashedBytes == 0 {
@@ -480,6 +481,10 @@ func (a *Assembler) hashPrefix(ctx context.Context, st *state) error {
 	if err != nil {
 		return err
 	}
+	// How far hashing trails the parts is what decides the wait between
+	// the last part and the verdict.
+	a.log.Debug().Str("data_id", st.Session.DataID).Int64("from", st.HashedBytes).Int64("to", end).
+		Dur("took", time.Since(t0)).Msg("prefix hashed")
 	st.HashedBytes, st.HashState = end, state
 	return nil
 }

@@ -36,7 +36,7 @@ func BenchmarkMultipartLarge(b *testing.B) {
 	const partSize, parallel = 64 << 20, 8
 	dir := b.TempDir()
 	for range b.N {
-		diskSecs := diskBaseline(dir, size)
+		diskSecs := diskBaseline(b, dir, size)
 
 		p := startServeProcess(b, filepath.Join(dir, "data"))
 		var peak atomic.Int64
@@ -100,9 +100,7 @@ func (p patternReaderAt) ReadAt(b []byte, off int64) (int, error) {
 		shift := byte(off / int64(len(patternBlock)))
 		c := copy(b[n:], patternBlock[pos:])
 		c = int(min(int64(c), p.size-off))
-		for i := n; i < n+c; i++ {
-			b[i] += shift
-		}
+		addToBytes(b[n:n+c], shift)
 		n += c
 		off += int64(c)
 	}

@@ -48,7 +48,7 @@ func (s *FS) WriteAt(ctx context.Context, key string, off int64, r io.Reader, n 
 	defer f.Close()
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	w := io.NewOffsetWriter(f, off)
+	w := newWriteBehind(f, off)
 	copied, err := io.CopyBuffer(w, io.LimitReader(ctxReader{ctx, r}, n), *bp)
 	if err != nil {
 		return fmt.Errorf("blob fs: write %s: %w", key, err)

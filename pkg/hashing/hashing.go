@@ -1,9 +1,11 @@
 // Package hashing computes md5, sha1, sha256 and sha512 of a byte stream in a
-// single pass, spreading the four digests over two goroutines so hashing a
-// large upload costs about half of doing them one after another. Large
-// writes are hashed in the background: Write copies the bytes into a
-// buffer of a small pool and returns, so the caller reads and stores the
-// next bytes while the previous ones are hashed.
+// single pass. Each digest runs on its own goroutine over shared copies of
+// the written bytes: the four are sequential by nature (no digest can be
+// split), so the pass takes as long as the slowest one (sha512) instead of
+// the sum, and on a machine with few cores the scheduler packs the fast
+// three beside it. Large writes are hashed in the background: Write copies
+// the bytes into a pooled buffer and returns, so the caller reads and
+// stores the next bytes while the previous ones are hashed.
 package hashing
 
 import (
@@ -24,27 +26,37 @@ import (
 	"github.com/scangate/scangate/pkg/events"
 )
 
-// parallelMin is the write size from which the lanes run concurrently; below
-// it the hand-off costs more than it saves.
+// parallelMin is the write size from which the digests run concurrently;
+// below it the hand-off costs more than it saves.
 const parallelMin = 64 << 10
 
-// queued is how many writes may wait for the lanes: the memory a Multi
-// holds beyond its caller's is at most queued+1 copies of a write.
-const queued = 4
+// chunkMax caps one shared copy, so a single huge Write neither keeps a
+// huge buffer in the pool nor holds its caller until all of it is hashed.
+const chunkMax = 1 << 20
+
+// queued is how many chunks a digest may lag behind the writer. The fast
+// digests run ahead of sha512 by up to this much, which lets them fill the
+// gaps the scheduler leaves; a Multi holds at most queued+1 chunks
+// (chunkMax each) beyond its caller's memory.
+const queued = 16
+
+// digests is the number of digests; their order is that of State.
+const digests = 4
 
 // Multi is an io.Writer that feeds every byte to all four digests.
-// It is not safe for concurrent use; Close must be called to stop its lanes.
+// It is not safe for concurrent use; Close must be called to stop its
+// goroutines.
 type Multi struct {
 	md5, sha1, sha256, sha512 hash.Hash
-	lanes                     [2][]hash.Hash
-	work                      [2]chan *chunk
-	wg                        sync.WaitGroup // writes not yet hashed by both lanes
+	all                       [digests]hash.Hash
+	work                      [digests]chan *chunk
+	wg                        sync.WaitGroup // chunk deliveries not yet hashed
 	parallel                  bool
 	n                         int64
 }
 
-// chunk is a copy of one write, hashed by both lanes and then returned to
-// the pool by the last of them.
+// chunk is a copy of written bytes, hashed by every digest and then
+// returned to the pool by the last of them.
 type chunk struct {
 	b    []byte
 	left atomic.Int32
@@ -55,24 +67,21 @@ var chunks = sync.Pool{New: func() any { return new(chunk) }}
 // New returns a Multi ready for writing.
 func New() *Multi {
 	m := &Multi{md5: md5.New(), sha1: sha1.New(), sha256: sha256.New(), sha512: sha512.New()}
-	// md5 and sha512 are the slow pair (~0.8 GB/s each on amd64 vs ~1.9 GB/s
-	// for sha1/sha256 with SHA extensions): one slow and one fast per lane.
-	m.lanes = [2][]hash.Hash{{m.md5, m.sha1}, {m.sha512, m.sha256}}
+	m.all = [digests]hash.Hash{m.md5, m.sha1, m.sha256, m.sha512}
 	if runtime.GOMAXPROCS(0) > 1 {
 		m.parallel = true
 		for i := range m.work {
 			m.work[i] = make(chan *chunk, queued)
-			go m.lane(i)
+			go m.digest(i)
 		}
 	}
 	return m
 }
 
-func (m *Multi) lane(i int) {
+func (m *Multi) digest(i int) {
+	h := m.all[i]
 	for c := range m.work[i] {
-		for _, h := range m.lanes[i] {
-			h.Write(c.b)
-		}
+		h.Write(c.b)
 		if c.left.Add(-1) == 0 {
 			chunks.Put(c)
 		}
@@ -86,19 +95,22 @@ func (m *Multi) Write(p []byte) (int, error) {
 	m.n += int64(len(p))
 	if !m.parallel || len(p) < parallelMin {
 		m.wg.Wait() // in order: earlier writes first
-		for _, lane := range m.lanes {
-			for _, h := range lane {
-				h.Write(p)
-			}
+		for _, h := range m.all {
+			h.Write(p)
 		}
 		return len(p), nil
 	}
-	c := chunks.Get().(*chunk)
-	c.b = append(c.b[:0], p...)
-	c.left.Store(2)
-	m.wg.Add(2)
-	m.work[0] <- c
-	m.work[1] <- c
+	for rest := p; len(rest) > 0; {
+		k := min(len(rest), chunkMax)
+		c := chunks.Get().(*chunk)
+		c.b = append(c.b[:0], rest[:k]...)
+		rest = rest[k:]
+		c.left.Store(digests)
+		m.wg.Add(digests)
+		for _, w := range m.work {
+			w <- c
+		}
+	}
 	return len(p), nil
 }
 
@@ -116,12 +128,13 @@ func (m *Multi) Sums() events.Hashes {
 	}
 }
 
-// Close stops the lanes. The digests stay readable.
+// Close stops the digests' goroutines. The digests stay readable.
 func (m *Multi) Close() {
 	m.wg.Wait()
 	if m.parallel {
-		close(m.work[0])
-		close(m.work[1])
+		for _, w := range m.work {
+			close(w)
+		}
 		m.parallel = false
 	}
 }
@@ -154,7 +167,7 @@ func Algorithm(hexDigest string) (algo string, ok bool) {
 func (m *Multi) State() ([]byte, error) {
 	m.wg.Wait()
 	var out []byte
-	for _, h := range []hash.Hash{m.md5, m.sha1, m.sha256, m.sha512} {
+	for _, h := range m.all {
 		b, err := h.(encoding.BinaryMarshaler).MarshalBinary()
 		if err != nil {
 			return nil, err
@@ -168,7 +181,7 @@ func (m *Multi) State() ([]byte, error) {
 // Restore returns a Multi that carries on from a State.
 func Restore(state []byte) (*Multi, error) {
 	m := New()
-	for _, h := range []hash.Hash{m.md5, m.sha1, m.sha256, m.sha512} {
+	for _, h := range m.all {
 		l, k := binary.Uvarint(state)
 		if k <= 0 || uint64(len(state)-k) < l {
 			m.Close()

@@ -42,7 +42,7 @@ func randomBytes(n int, seed uint64) []byte {
 var chunkSizes = []int{1, 7, parallelMin - 1, 100, parallelMin, 3, parallelMin + 1, 200 << 10, 4096}
 
 func TestMultiMatchesStdlib(t *testing.T) {
-	// New picks the two-lane mode only when it can run lanes in parallel;
+	// New runs the digests concurrently only when they can run in parallel;
 	// cover both whatever machine this runs on.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	sizes := []int{0, 1, 64<<10 - 1, 64 << 10, 1<<20 + 7}

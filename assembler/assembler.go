@@ -128,6 +128,7 @@ func (a *Assembler) Run(ctx context.Context) error {
 	defer a.db.Close()
 	var wg sync.WaitGroup
 	wg.Go(func() { a.sweepLoop(ctx) })
+	wg.Go(func() { a.compactLoop(ctx) })
 	for p := range a.b.Opts.Partitions {
 		wg.Go(func() {
 			pull(ctx, a.b, events.StreamUploads, events.AssemblerConsumer(p), events.AssemblerGroup,
@@ -141,6 +142,28 @@ func (a *Assembler) Run(ctx context.Context) error {
 	a.log.Info().Int("partitions", a.b.Opts.Partitions).Msg("assembler started")
 	wg.Wait()
 	return nil
+}
+
+// compactEvery is how often the recorders' acknowledged result events are
+// purged. Every assembler does it; a purge another already did is a no-op.
+const compactEvery = time.Second
+
+func (a *Assembler) compactLoop(ctx context.Context) {
+	t := time.NewTicker(compactEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := a.b.CompactResults(ctx)
+		if err != nil && ctx.Err() == nil {
+			a.rec.log.Warn().Err(err).Msg("compacting applied result events failed; trying again shortly")
+		} else if n > 0 {
+			a.rec.log.Debug().Uint64("events", n).Msg("applied result events compacted")
+		}
+	}
 }
 
 // handle applies one upload event. Effects (result events, the session

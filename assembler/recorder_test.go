@@ -170,7 +170,7 @@ func TestRecorderAnnouncesOnlyFilesWithWebhooks(t *testing.T) {
 			break
 		}
 		if time.Now().After(waitEmpty) {
-			t.Fatal("applied result events were not removed from RESULTS")
+			t.Fatal("applied result events were not compacted away")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

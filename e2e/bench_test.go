@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -43,17 +44,27 @@ func BenchmarkSmallFiles(b *testing.B) {
 			cfg := testConfig(b)
 			cfg.Log.Level = "error"
 			cfg.NATS.Sync = syncPolicy
+			if v := os.Getenv("SCANGATE_BENCH_WORKERS"); v != "" {
+				cfg.Scanner.Workers, _ = strconv.Atoi(v)
+			}
+			if os.Getenv("SCANGATE_BENCH_NOADMIT") != "" {
+				cfg.Limits.MaxQueueWait = 0
+			}
 			n := startNode(b, cfg)
 			for range b.N {
 				r := smallFiles(b, n.URL(""), 32, 100)
 				b.ReportMetric(r.endToEnd, "files/s")
 				b.ReportMetric(r.accepted, "accepted/s")
+				b.ReportMetric(float64(r.refused), "503s")
 			}
 		})
 	}
 }
 
-type smallFilesRate struct{ endToEnd, accepted float64 }
+type smallFilesRate struct {
+	endToEnd, accepted float64
+	refused            int64 // 503s, each followed by the wait its Retry-After asked for
+}
 
 // smallFiles posts clients×perClient distinct 4 KiB files, clients at a
 // time, then waits for every verdict.
@@ -61,13 +72,14 @@ func smallFiles(b *testing.B, base string, clients, perClient int) smallFilesRat
 	body := randomBytes(b, 4096)
 	start := time.Now()
 	ids := make([][]string, clients)
+	var refused atomic.Int64
 	var wg sync.WaitGroup
 	for c := range clients {
 		wg.Go(func() {
 			for i := range perClient {
 				body := bytes.Clone(body)
 				copy(body, fmt.Sprintf("%04d-%06d-%d", c, i, start.UnixNano())) // distinct files
-				ids[c] = append(ids[c], mustUpload(b, base, body, nil))
+				ids[c] = append(ids[c], uploadRetrying(b, base, body, &refused))
 			}
 		})
 	}
@@ -79,7 +91,34 @@ func smallFiles(b *testing.B, base string, clients, perClient int) smallFilesRat
 		}
 	}
 	files := float64(clients * perClient)
-	return smallFilesRate{endToEnd: files / time.Since(start).Seconds(), accepted: files / accepted.Seconds()}
+	return smallFilesRate{endToEnd: files / time.Since(start).Seconds(), accepted: files / accepted.Seconds(), refused: refused.Load()}
+}
+
+// uploadRetrying posts body until it is accepted, waiting as long as each
+// 503's Retry-After asks, as a well-behaved client does.
+func uploadRetrying(b *testing.B, base string, body []byte, refused *atomic.Int64) string {
+	for {
+		req, _ := http.NewRequest(http.MethodPost, base+"/file", bytes.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			refused.Add(1)
+			secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+			time.Sleep(time.Duration(max(secs, 1)) * time.Second)
+			continue
+		}
+		var out struct {
+			DataID string `json:"data_id"`
+		}
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &out) != nil || out.DataID == "" {
+			b.Fatalf("upload: %d %s", resp.StatusCode, raw)
+		}
+		return out.DataID
+	}
 }
 
 // BenchmarkLargeFile streams one large file (1 GiB by default) into a

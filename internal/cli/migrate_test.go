@@ -54,7 +54,6 @@ func tamper(t *testing.T, js jetstream.JetStream) {
 	}
 	sc := s.CachedInfo().Config
 	sc.MaxAge = time.Hour
-	sc.Retention = jetstream.LimitsPolicy // RESULTS before it became an interest stream
 	if _, err := js.UpdateStream(ctx, sc); err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +69,7 @@ func tamper(t *testing.T, js jetstream.JetStream) {
 }
 
 var tampered = []string{
-	"update stream RESULTS: retention: want Interest, have Limits; max_age: want 168h0m0s, have 1h0m0s",
+	"update stream RESULTS: max_age: want 168h0m0s, have 1h0m0s",
 	"update consumer FILES/scanners: ack_wait: want " + bus.ScanAckWait.String() + ", have 1m0s",
 }
 

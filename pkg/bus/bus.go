@@ -279,15 +279,13 @@ func Streams(o Options) []jetstream.StreamConfig {
 		},
 		{
 			// Every file's result events, one subject per file. The recorder
-			// applies them in order to the results bucket; an event is gone
-			// once its partition's recorder acknowledges it (interest: each
-			// subject has exactly one consumer). Removing an acknowledged
-			// message is cheap, where purging a file's subject made every
-			// consumer of the stream recount its pending messages — a third
-			// of the CPU of a small file. MaxAge is only the backstop.
+			// applies them in order to the results bucket; the events every
+			// recorder has acknowledged are purged in bulk, about once a
+			// second (CompactResults). MaxAge is only the backstop for
+			// events of a partition nobody applies.
 			Name:               events.StreamResults,
 			Subjects:           []string{events.ResultsSubjects},
-			Retention:          jetstream.InterestPolicy,
+			Retention:          jetstream.LimitsPolicy,
 			Storage:            jetstream.FileStorage,
 			Replicas:           o.Replicas,
 			MaxAge:             ResultsMaxAge,

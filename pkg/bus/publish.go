@@ -182,3 +182,55 @@ func (b *Bus) PutAll(ctx context.Context, bucket string, kv map[string]string) e
 	}
 	return errors.Join(all...)
 }
+
+// CompactResults drops the result events every recorder has acknowledged,
+// in one purge up to the lowest sequence still needed, and returns how many
+// went. Events are removed in bulk rather than one by one as they are
+// acknowledged: JetStream fsyncs each single removal (with `sync: always`),
+// which made acknowledging a result event as dear as storing it, and a
+// purge of one file's subject made every consumer recount its pending
+// messages.
+//
+// An event is still needed while its partition's recorder has not
+// acknowledged it: below a consumer's ack floor everything is acknowledged,
+// and a consumer with nothing delivered-but-unacknowledged and nothing
+// pending needs nothing at all. Events stored after the stream's last
+// sequence read first are never touched.
+func (b *Bus) CompactResults(ctx context.Context) (uint64, error) {
+	st, err := b.stream(ctx, events.StreamResults)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	floor := info.State.LastSeq // keep everything after it
+	for p := range b.Opts.Partitions {
+		c, err := st.Consumer(ctx, events.RecorderConsumer(p))
+		if err != nil {
+			return 0, err
+		}
+		ci := c.CachedInfo()
+		switch {
+		case ci.NumPending == 0 && ci.NumAckPending == 0:
+			// Everything of this partition is applied.
+		case ci.NumAckPending == 0:
+			floor = min(floor, ci.Delivered.Stream) // what comes next is after it
+		default:
+			floor = min(floor, ci.AckFloor.Stream)
+		}
+	}
+	if floor < info.State.FirstSeq {
+		return 0, nil
+	}
+	before := info.State.Msgs
+	if err := st.Purge(ctx, jetstream.WithPurgeSequence(floor+1)); err != nil {
+		return 0, fmt.Errorf("compact %s up to %d: %w", events.StreamResults, floor, b.Check(err))
+	}
+	after, err := st.Info(ctx)
+	if err != nil || after.State.Msgs > before {
+		return 0, err
+	}
+	return before - after.State.Msgs, nil
+}

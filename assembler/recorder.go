@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,12 +28,37 @@ import (
 type recorder struct {
 	b       *bus.Bus
 	results result.Store
+	cache   *recordCache
 	log     zerolog.Logger
+
+	// conflicted holds files whose optimistic create found a record: the
+	// next look reads the bucket.
+	conflictMu sync.Mutex
+	conflicted map[string]bool
+}
+
+func (r *recorder) markMissed(dataID string) {
+	r.conflictMu.Lock()
+	defer r.conflictMu.Unlock()
+	if len(r.conflicted) > recordCacheSize {
+		clear(r.conflicted) // only a hint: a lost entry costs one more conflict
+	}
+	r.conflicted[dataID] = true
+}
+
+// missed reports (and forgets) that dataID's last write conflicted.
+func (r *recorder) missed(dataID string) bool {
+	r.conflictMu.Lock()
+	defer r.conflictMu.Unlock()
+	ok := r.conflicted[dataID]
+	delete(r.conflicted, dataID)
+	return ok
 }
 
 func newRecorder(b *bus.Bus, log zerolog.Logger) *recorder {
 	results := result.Store{KV: b.Results, Commit: b.Committer(bus.BucketStream(events.BucketResults)).Publish}
-	return &recorder{b: b, results: results, log: log.With().Str("component", "recorder").Logger()}
+	return &recorder{b: b, results: results, cache: newRecordCache(), conflicted: map[string]bool{},
+		log: log.With().Str("component", "recorder").Logger()}
 }
 
 // handle applies one result event. The record carries the sequence of the
@@ -76,10 +102,8 @@ func (r *recorder) handle(ctx context.Context, msg jetstream.Msg) {
 }
 
 func (r *recorder) apply(ctx context.Context, ev *result.Event, seq uint64, log zerolog.Logger) error {
-	rec, rev, err := r.results.Get(ctx, ev.DataID)
-	if errors.Is(err, result.ErrNotFound) {
-		rec, rev = nil, 0
-	} else if err != nil {
+	rec, rev, known, err := r.read(ctx, ev)
+	if err != nil {
 		return err
 	}
 	if rec != nil && seq <= rec.Seq {
@@ -96,21 +120,57 @@ func (r *recorder) apply(ctx context.Context, ev *result.Event, seq uint64, log 
 		return nil
 	}
 	next.Seq = seq
-	if ev.Kind == result.EventQueued && ev.File != nil && !next.Final() {
-		// Queue the file while its record is written: the two wait on
-		// different streams' fsyncs. A scanner that is quicker than the
+	if ev.Kind == result.EventQueued && ev.File != nil && !next.Final() && known {
+		// Queue the file while its record is written (when the record
+		// was read, not guessed): the two wait on different streams' fsyncs. A scanner that is quicker than the
 		// write finds no record, which it treats as not final; its verdict
 		// is a later event of this partition, applied after this one.
 		queued := make(chan error, 1)
 		go func() { queued <- r.b.PublishFileComplete(ctx, ev.File) }()
-		_, err = r.results.Put(ctx, next, rev)
+		_, err = r.put(ctx, next, rev)
 		return errors.Join(err, <-queued)
 	}
-	rev, err = r.results.Put(ctx, next, rev)
+	rev, err = r.put(ctx, next, rev)
 	if err != nil {
 		return err
 	}
 	return r.effects(ctx, ev, next, rev, log)
+}
+
+// read returns the file's record and revision (nil, 0: none yet): from the
+// cache of our own writes, else from the bucket. The first event of a new
+// file (queued, uploading) is not looked up at all: its record cannot exist
+// unless the event is a redelivery, which the create's compare-and-set
+// reports as a conflict, and the retry reads.
+//
+// known is false for that guess: until the create succeeds, the file must
+// not be queued for scanning (a late event of a file already final).
+func (r *recorder) read(ctx context.Context, ev *result.Event) (rec *result.Record, rev uint64, known bool, err error) {
+	if rec, rev, ok := r.cache.get(ev.DataID); ok {
+		return rec, rev, true, nil
+	}
+	if first := ev.Kind == result.EventQueued || ev.Kind == result.EventUploading; first && !r.missed(ev.DataID) {
+		return nil, 0, false, nil
+	}
+	rec, rev, err = r.results.Get(ctx, ev.DataID)
+	if errors.Is(err, result.ErrNotFound) {
+		return nil, 0, true, nil
+	}
+	return rec, rev, true, err
+}
+
+// put writes rec over rev and caches it; on a conflict the cached view was
+// stale, and the retry reads the bucket.
+func (r *recorder) put(ctx context.Context, rec *result.Record, rev uint64) (uint64, error) {
+	next, err := r.results.Put(ctx, rec, rev)
+	switch {
+	case err == nil:
+		r.cache.put(rec, next)
+	case errors.Is(err, result.ErrConflict):
+		r.cache.drop(rec.Result.DataID)
+		r.markMissed(rec.Result.DataID)
+	}
+	return next, err
 }
 
 // effects follow from rec having just been written by ev, at revision rev.

@@ -69,6 +69,10 @@ type smallFilesRate struct {
 // smallFiles posts clients×perClient distinct 4 KiB files, clients at a
 // time, then waits for every verdict.
 func smallFiles(b *testing.B, base string, clients, perClient int) smallFilesRate {
+	return smallFilesT(b, base, clients, perClient)
+}
+
+func smallFilesT(b testing.TB, base string, clients, perClient int) smallFilesRate {
 	body := randomBytes(b, 4096)
 	start := time.Now()
 	ids := make([][]string, clients)
@@ -96,7 +100,7 @@ func smallFiles(b *testing.B, base string, clients, perClient int) smallFilesRat
 
 // uploadRetrying posts body until it is accepted, waiting as long as each
 // 503's Retry-After asks, as a well-behaved client does.
-func uploadRetrying(b *testing.B, base string, body []byte, refused *atomic.Int64) string {
+func uploadRetrying(b testing.TB, base string, body []byte, refused *atomic.Int64) string {
 	for {
 		req, _ := http.NewRequest(http.MethodPost, base+"/file", bytes.NewReader(body))
 		resp, err := http.DefaultClient.Do(req)

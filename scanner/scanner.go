@@ -174,8 +174,18 @@ func (s *Scanner) handle(ctx context.Context, msg jetstream.Msg) {
 		}
 	}()
 
-	cur, _, err := s.results.Get(ctx, fc.DataID)
+	// A file cancelled (or finished) before a scanner took it needs no
+	// scan. Looking that up is skipped for a small file on its first
+	// delivery: scanning it costs less than the look-up under load, and a
+	// verdict for a file already final changes nothing (the first final
+	// event wins).
+	var cur *result.Record
+	var err error
+	if fc.Data == nil || md == nil || md.NumDelivered > 1 {
+		cur, _, err = s.results.Get(ctx, fc.DataID)
+	}
 	switch {
+	case cur == nil && err == nil:
 	case errors.Is(err, result.ErrNotFound):
 	case err != nil:
 		log.Error().Err(err).Msg("reading result failed; will retry")

@@ -29,9 +29,12 @@ import (
 // waiting on the disk queue up and leave together.
 
 const (
-	// commitFlushers is how many batches of one stream may be in flight at
-	// once (the server allows 50 open atomic batches per stream).
-	commitFlushers = 4
+	// commitFlushers is how many batches of one stream are in flight at
+	// once. The server stores a stream's messages one after another
+	// anyway, so more flushers only split the queue into smaller batches:
+	// with one, everything that arrives while a batch is being stored
+	// leaves together in the next.
+	commitFlushers = 1
 	// commitMaxMsgs and commitMaxBytes bound one batch (the server's limit
 	// is 1,000 messages).
 	commitMaxMsgs  = 256

@@ -135,7 +135,7 @@ func (a *Assembler) Run(ctx context.Context) error {
 				a.log.With().Int("partition", p).Logger(), func(m jetstream.Msg) { a.handle(ctx, p, m) })
 		})
 		wg.Go(func() {
-			pull(ctx, a.b, events.StreamResults, events.RecorderConsumer(p), events.RecorderGroup,
+			pullByFile(ctx, a.b, events.StreamResults, events.RecorderConsumer(p), events.RecorderGroup, bus.RecorderInFlight,
 				a.rec.log.With().Int("partition", p).Logger(), func(m jetstream.Msg) { a.rec.handle(ctx, m) })
 		})
 	}

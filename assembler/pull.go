@@ -3,6 +3,8 @@ package assembler
 import (
 	"context"
 	"runtime/debug"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -71,3 +73,93 @@ func recoverEvent(msg jetstream.Msg, log zerolog.Logger, fail func()) {
 	}
 	_ = msg.TermWithReason("handler panicked")
 }
+
+// pullByFile consumes a partition like pull, but applies up to inFlight
+// events at once: events of different files (the last token of the
+// subject) run concurrently, those of one file one after another in stream
+// order. Records of different files are independent, so only each file's
+// own order matters; running many at once lets their writes share group
+// commits instead of each waiting for its own fsync.
+//
+// Each event is acknowledged by handle once applied. After a crash the
+// unacknowledged ones come again, in order, and the record's sequence check
+// makes every one already applied a no-op.
+func pullByFile(ctx context.Context, b *bus.Bus, stream, consumer, group string, inFlight int, log zerolog.Logger, handle func(jetstream.Msg)) {
+	for ctx.Err() == nil {
+		cons, err := b.JS.Consumer(ctx, stream, consumer)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			log.Warn().Err(err).Str("consumer", consumer).Msg("partition consumer unavailable; retrying")
+			sleep(ctx, time.Second)
+			continue
+		}
+		it, err := cons.Messages(jetstream.PullPriorityGroup(group), jetstream.PullMaxMessages(inFlight))
+		if err != nil {
+			log.Warn().Err(err).Str("consumer", consumer).Msg("partition subscription failed; retrying")
+			sleep(ctx, time.Second)
+			continue
+		}
+		stop := context.AfterFunc(ctx, it.Stop)
+		l := newFileLanes(inFlight, handle)
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				break
+			}
+			l.add(msg)
+		}
+		stop()
+		it.Stop()
+		l.wait()
+	}
+}
+
+// fileLanes runs one goroutine per file with events pending, each applying
+// its file's events in the order they arrived.
+type fileLanes struct {
+	handle func(jetstream.Msg)
+	slots  chan struct{} // bounds the events held at once
+	mu     sync.Mutex
+	lanes  map[string][]jetstream.Msg // file → events not yet applied; present while its goroutine runs
+	wg     sync.WaitGroup
+}
+
+func newFileLanes(inFlight int, handle func(jetstream.Msg)) *fileLanes {
+	return &fileLanes{handle: handle, slots: make(chan struct{}, inFlight), lanes: map[string][]jetstream.Msg{}}
+}
+
+func (l *fileLanes) add(msg jetstream.Msg) {
+	l.slots <- struct{}{}
+	subj := msg.Subject()
+	key := subj[strings.LastIndexByte(subj, '.')+1:]
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if q, running := l.lanes[key]; running {
+		l.lanes[key] = append(q, msg)
+		return
+	}
+	l.lanes[key] = []jetstream.Msg{msg}
+	l.wg.Go(func() { l.run(key) })
+}
+
+func (l *fileLanes) run(key string) {
+	for {
+		l.mu.Lock()
+		q := l.lanes[key]
+		if len(q) == 0 {
+			delete(l.lanes, key)
+			l.mu.Unlock()
+			return
+		}
+		msg := q[0]
+		l.lanes[key] = q[1:]
+		l.mu.Unlock()
+		l.handle(msg)
+		<-l.slots
+	}
+}
+
+// wait returns once every event handed over has been applied.
+func (l *fileLanes) wait() { l.wg.Wait() }

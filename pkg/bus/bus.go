@@ -390,14 +390,22 @@ func Consumers(o Options) []Consumer {
 		}},
 	}
 	for p := range o.Partitions {
-		cs = append(cs,
-			partitionConsumer(events.StreamResults, events.RecorderConsumer(p), events.ResultPartitionSubjects(p),
-				events.RecorderGroup, "result events of one partition, pinned to one recorder at a time"),
+		recorder := partitionConsumer(events.StreamResults, events.RecorderConsumer(p), events.ResultPartitionSubjects(p),
+			events.RecorderGroup, "result events of one partition, pinned to one recorder at a time")
+		// Different files' records are independent: the recorder applies
+		// up to this many events at once, each file's in order (see
+		// assembler.pullByFile), so their writes share group commits.
+		recorder.Config.MaxAckPending = RecorderInFlight
+		cs = append(cs, recorder,
 			partitionConsumer(events.StreamUploads, events.AssemblerConsumer(p), events.UploadPartitionSubjects(p),
 				events.AssemblerGroup, "upload partition, pinned to one assembler at a time"))
 	}
 	return cs
 }
+
+// RecorderInFlight is how many result events of one partition a recorder
+// applies at once.
+const RecorderInFlight = 64
 
 // partitionConsumer is the consumer of one partition of an ordered stream:
 // pinned to one member of group at a time, one event in flight, so a

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scangate/scangate/internal/node"
 	"github.com/scangate/scangate/pkg/bus"
 )
 
@@ -32,13 +33,7 @@ func BenchmarkSustainedLoad(b *testing.B) {
 	period := time.Duration(envInt("SCANGATE_BENCH_SECONDS", 20)) * time.Second
 	for _, mode := range []string{"drain-rate", "depth-only"} {
 		b.Run("admission="+mode, func(b *testing.B) {
-			cfg := testConfig(b)
-			cfg.Log.Level = "error"
-			if mode == "depth-only" {
-				cfg.Limits.MaxQueued = 100000
-				cfg.Limits.MaxQueueWait = 0
-			}
-			n := startNode(b, cfg)
+			n := sustainedLoadNode(b, mode)
 			for range b.N {
 				r := sustainedLoad(b, n.URL(""), n.Bus(), clients, period)
 				secs := period.Seconds()
@@ -59,6 +54,18 @@ func BenchmarkSustainedLoad(b *testing.B) {
 			}
 		})
 	}
+}
+
+// sustainedLoadNode starts the in-process node BenchmarkSustainedLoad
+// measures: admission by drain rate (the default), or "depth-only".
+func sustainedLoadNode(b *testing.B, mode string) *node.Node {
+	cfg := testConfig(b)
+	cfg.Log.Level = "error"
+	if mode == "depth-only" {
+		cfg.Limits.MaxQueued = 100000
+		cfg.Limits.MaxQueueWait = 0
+	}
+	return startNode(b, cfg)
 }
 
 type loadResult struct {

@@ -33,55 +33,71 @@ func envInt(name string, def int64) int64 {
 // part's 200 to the verdict, and peak RSS.
 func BenchmarkMultipartLarge(b *testing.B) {
 	size := envInt("SCANGATE_BENCH_SIZE", 1<<30)
-	const partSize, parallel = 64 << 20, 8
 	dir := b.TempDir()
 	for range b.N {
-		diskSecs := diskBaseline(b, dir, size)
-
-		p := startServeProcess(b, filepath.Join(dir, "data"))
-		var peak atomic.Int64
-		stopSampling := sampleRSS(p.cmd.Process.Pid, &peak)
-		id := openMultipart(b, p.addr, size, nil)
-
-		parts := make(chan int64)
-		var wg sync.WaitGroup
-		t0 := time.Now()
-		for range parallel {
-			wg.Go(func() {
-				for off := range parts {
-					n := min(partSize, size-off)
-					body := io.NewSectionReader(patternReaderAt{size}, off, n)
-					req, _ := http.NewRequest(http.MethodPost, p.addr+"/file/multipart/"+id, body)
-					req.ContentLength = n
-					req.Header.Set("Content-Type", "application/octet-stream")
-					req.Header.Set("content-range", fmt.Sprintf("%d-%d/%d", off, n, size))
-					if code, out := do(b, req); code != 200 {
-						b.Errorf("part %d: %d %v", off, code, out)
-					}
-				}
-			})
-		}
-		for off := int64(0); off < size; off += partSize {
-			parts <- off
-		}
-		close(parts)
-		wg.Wait()
-		lastPart := time.Now()
-		uploadSecs := lastPart.Sub(t0).Seconds()
-		r := waitResult(b, p.addr, id)
-		verdict := time.Since(lastPart)
-		stopSampling()
-		p.kill()
-		if path(r, "file_info", "file_size") != float64(size) || path(r, "process_info", "result") != "Allowed" {
-			b.Fatalf("result: %v %v", r["file_info"], r["process_info"])
-		}
+		r := multipartLarge(b, dir, size)
 		mb := float64(size) / 1e6
-		b.ReportMetric(mb/uploadSecs, "upload-MB/s")
-		b.ReportMetric(mb/diskSecs, "disk-fsync-MB/s")
-		b.ReportMetric(diskSecs/uploadSecs, "upload/disk")
-		b.ReportMetric(float64(verdict.Milliseconds()), "lastpart-to-verdict-ms")
-		b.ReportMetric(float64(peak.Load())/1024, "peak-RSS-MiB")
+		b.ReportMetric(mb/r.uploadSecs, "upload-MB/s")
+		b.ReportMetric(mb/r.diskSecs, "disk-fsync-MB/s")
+		b.ReportMetric(r.diskSecs/r.uploadSecs, "upload/disk")
+		b.ReportMetric(float64(r.verdict.Milliseconds()), "lastpart-to-verdict-ms")
+		b.ReportMetric(float64(r.peakRSS)/1024, "peak-RSS-MiB")
 	}
+}
+
+// multipartResult is one BenchmarkMultipartLarge run.
+type multipartResult struct {
+	uploadSecs, diskSecs float64       // all parts; the fsynced disk write of the same bytes
+	verdict              time.Duration // last part's 200 to verdict
+	peakRSS, idleRSS     int64         // KiB; idle is before the first part
+}
+
+// multipartLarge writes size pattern bytes to dir's disk as the baseline,
+// then sends the same bytes as 64 MiB parts, 8 in parallel, to a
+// `scangate serve` child process.
+func multipartLarge(b *testing.B, dir string, size int64) multipartResult {
+	const partSize, parallel = 64 << 20, 8
+	diskSecs := diskBaseline(b, dir, size)
+
+	p := startServeProcess(b, filepath.Join(dir, "data"))
+	var peak atomic.Int64
+	stopSampling := sampleRSS(p.cmd.Process.Pid, &peak)
+	idleRSS := rssKiB(p.cmd.Process.Pid, "VmRSS")
+	id := openMultipart(b, p.addr, size, nil)
+
+	parts := make(chan int64)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for range parallel {
+		wg.Go(func() {
+			for off := range parts {
+				n := min(partSize, size-off)
+				body := io.NewSectionReader(patternReaderAt{size}, off, n)
+				req, _ := http.NewRequest(http.MethodPost, p.addr+"/file/multipart/"+id, body)
+				req.ContentLength = n
+				req.Header.Set("Content-Type", "application/octet-stream")
+				req.Header.Set("content-range", fmt.Sprintf("%d-%d/%d", off, n, size))
+				if code, out := do(b, req); code != 200 {
+					b.Errorf("part %d: %d %v", off, code, out)
+				}
+			}
+		})
+	}
+	for off := int64(0); off < size; off += partSize {
+		parts <- off
+	}
+	close(parts)
+	wg.Wait()
+	lastPart := time.Now()
+	uploadSecs := lastPart.Sub(t0).Seconds()
+	r := waitResult(b, p.addr, id)
+	verdict := time.Since(lastPart)
+	stopSampling()
+	p.kill()
+	if path(r, "file_info", "file_size") != float64(size) || path(r, "process_info", "result") != "Allowed" {
+		b.Fatalf("result: %v %v", r["file_info"], r["process_info"])
+	}
+	return multipartResult{uploadSecs: uploadSecs, diskSecs: diskSecs, verdict: verdict, peakRSS: peak.Load(), idleRSS: idleRSS}
 }
 
 // patternReaderAt serves newPatternReader's bytes at any offset, so parallel

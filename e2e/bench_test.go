@@ -29,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scangate/scangate/internal/node"
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/hashing"
 )
@@ -41,16 +42,7 @@ import (
 func BenchmarkSmallFiles(b *testing.B) {
 	for _, syncPolicy := range []string{"always", "2m"} {
 		b.Run("sync="+syncPolicy, func(b *testing.B) {
-			cfg := testConfig(b)
-			cfg.Log.Level = "error"
-			cfg.NATS.Sync = syncPolicy
-			if v := os.Getenv("SCANGATE_BENCH_WORKERS"); v != "" {
-				cfg.Scanner.Workers, _ = strconv.Atoi(v)
-			}
-			if os.Getenv("SCANGATE_BENCH_NOADMIT") != "" {
-				cfg.Limits.MaxQueueWait = 0
-			}
-			n := startNode(b, cfg)
+			n := smallFilesNode(b, syncPolicy)
 			for range b.N {
 				r := smallFiles(b, n.URL(""), 32, 100)
 				b.ReportMetric(r.endToEnd, "files/s")
@@ -59,6 +51,21 @@ func BenchmarkSmallFiles(b *testing.B) {
 			}
 		})
 	}
+}
+
+// smallFilesNode starts the in-process node BenchmarkSmallFiles measures,
+// JetStream fsyncing as syncPolicy says.
+func smallFilesNode(b *testing.B, syncPolicy string) *node.Node {
+	cfg := testConfig(b)
+	cfg.Log.Level = "error"
+	cfg.NATS.Sync = syncPolicy
+	if v := os.Getenv("SCANGATE_BENCH_WORKERS"); v != "" {
+		cfg.Scanner.Workers, _ = strconv.Atoi(v)
+	}
+	if os.Getenv("SCANGATE_BENCH_NOADMIT") != "" {
+		cfg.Limits.MaxQueueWait = 0
+	}
+	return startNode(b, cfg)
 }
 
 type smallFilesRate struct {
@@ -138,64 +145,80 @@ func BenchmarkLargeFile(b *testing.B) {
 	}
 	dir := b.TempDir()
 	for range b.N {
-		// Baselines first, on the same bytes and the same disk.
-		t0 := time.Now()
-		h := sha256.New()
-		io.Copy(h, newPatternReader(size))
-		shaSecs := time.Since(t0).Seconds()
-
-		// The four digests every upload needs, as the server computes them:
-		// on few cores this, not the disk, can bound the upload.
-		t0 = time.Now()
-		m := hashing.New()
-		io.CopyBuffer(m, newPatternReader(size), make([]byte, 256<<10))
-		m.Sums()
-		m.Close()
-		hash4Secs := time.Since(t0).Seconds()
-
-		diskSecs := diskBaseline(b, dir, size)
-		naiveSecs := naiveDiskBaseline(dir, size)
-
-		p := startServeProcess(b, filepath.Join(dir, "data"))
-		var peak atomic.Int64
-		stopSampling := sampleRSS(p.cmd.Process.Pid, &peak)
-		baseRSS := rssKiB(p.cmd.Process.Pid, "VmRSS")
-
-		req, _ := http.NewRequest(http.MethodPost, p.addr+"/file", newPatternReader(size))
-		req.ContentLength = size
-		serverCPU0, clientCPU0 := procCPU(p.cmd.Process.Pid), selfCPU()
-		t0 = time.Now()
-		code, out := do(b, req)
-		lastByte := time.Now()
-		serverCPU, clientCPU := procCPU(p.cmd.Process.Pid)-serverCPU0, selfCPU()-clientCPU0
-		uploadSecs := lastByte.Sub(t0).Seconds()
-		if code != 200 {
-			b.Fatalf("upload: %d %v", code, out)
-		}
-		r := waitResult(b, p.addr, str(out["data_id"]))
-		verdict := time.Since(lastByte)
-		stopSampling()
-		p.kill()
-		if path(r, "file_info", "sha256") != fmt.Sprintf("%x", h.Sum(nil)) {
-			b.Fatalf("sha256 mismatch: %v", path(r, "file_info", "sha256"))
-		}
-
+		r := largeFile(b, dir, size)
 		mb := float64(size) / 1e6
-		b.ReportMetric(mb/uploadSecs, "upload-MB/s")
-		b.ReportMetric(mb/diskSecs, "disk-write-MB/s")
-		b.ReportMetric(mb/shaSecs, "sha256-MB/s")
-		b.ReportMetric(mb/hash4Secs, "4-digests-MB/s")
-		b.ReportMetric(diskSecs/uploadSecs, "upload/disk")
-		b.ReportMetric(mb/naiveSecs, "disk-naive-MB/s")
-		b.ReportMetric(naiveSecs/uploadSecs, "upload/disk-naive")
-		b.ReportMetric(float64(verdict.Milliseconds()), "lastbyte-to-verdict-ms")
-		b.ReportMetric(float64(peak.Load())/1024, "peak-RSS-MiB")
-		b.ReportMetric(float64(baseRSS)/1024, "idle-RSS-MiB")
+		b.ReportMetric(mb/r.uploadSecs, "upload-MB/s")
+		b.ReportMetric(mb/r.diskSecs, "disk-write-MB/s")
+		b.ReportMetric(mb/r.shaSecs, "sha256-MB/s")
+		b.ReportMetric(mb/r.hash4Secs, "4-digests-MB/s")
+		b.ReportMetric(r.diskSecs/r.uploadSecs, "upload/disk")
+		b.ReportMetric(mb/r.naiveSecs, "disk-naive-MB/s")
+		b.ReportMetric(r.naiveSecs/r.uploadSecs, "upload/disk-naive")
+		b.ReportMetric(float64(r.verdict.Milliseconds()), "lastbyte-to-verdict-ms")
+		b.ReportMetric(float64(r.peakRSS)/1024, "peak-RSS-MiB")
+		b.ReportMetric(float64(r.idleRSS)/1024, "idle-RSS-MiB")
 		// Cores busy during the upload: with two cores, server+client near
 		// 2 means the upload is bound by CPU, not by the disk.
-		b.ReportMetric(serverCPU.Seconds()/uploadSecs, "server-cores")
-		b.ReportMetric(clientCPU.Seconds()/uploadSecs, "client-cores")
+		b.ReportMetric(r.serverCPU.Seconds()/r.uploadSecs, "server-cores")
+		b.ReportMetric(r.clientCPU.Seconds()/r.uploadSecs, "client-cores")
 	}
+}
+
+// largeFileResult is one BenchmarkLargeFile run: the upload and its
+// same-run baselines, in seconds for the whole size.
+type largeFileResult struct {
+	uploadSecs, diskSecs, naiveSecs, shaSecs, hash4Secs float64
+	verdict                                             time.Duration // last byte to verdict
+	peakRSS, idleRSS                                    int64         // KiB
+	serverCPU, clientCPU                                time.Duration // during the upload
+}
+
+// largeFile measures the baselines on size pattern bytes in dir, then
+// POSTs the same bytes to a `scangate serve` child process.
+func largeFile(b *testing.B, dir string, size int64) largeFileResult {
+	// Baselines first, on the same bytes and the same disk.
+	t0 := time.Now()
+	h := sha256.New()
+	io.Copy(h, newPatternReader(size))
+	shaSecs := time.Since(t0).Seconds()
+
+	// The four digests every upload needs, as the server computes them:
+	// on few cores this, not the disk, can bound the upload.
+	t0 = time.Now()
+	m := hashing.New()
+	io.CopyBuffer(m, newPatternReader(size), make([]byte, 256<<10))
+	m.Sums()
+	m.Close()
+	hash4Secs := time.Since(t0).Seconds()
+
+	diskSecs := diskBaseline(b, dir, size)
+	naiveSecs := naiveDiskBaseline(dir, size)
+
+	p := startServeProcess(b, filepath.Join(dir, "data"))
+	var peak atomic.Int64
+	stopSampling := sampleRSS(p.cmd.Process.Pid, &peak)
+	baseRSS := rssKiB(p.cmd.Process.Pid, "VmRSS")
+
+	req, _ := http.NewRequest(http.MethodPost, p.addr+"/file", newPatternReader(size))
+	req.ContentLength = size
+	serverCPU0, clientCPU0 := procCPU(p.cmd.Process.Pid), selfCPU()
+	t0 = time.Now()
+	code, out := do(b, req)
+	lastByte := time.Now()
+	serverCPU, clientCPU := procCPU(p.cmd.Process.Pid)-serverCPU0, selfCPU()-clientCPU0
+	uploadSecs := lastByte.Sub(t0).Seconds()
+	if code != 200 {
+		b.Fatalf("upload: %d %v", code, out)
+	}
+	r := waitResult(b, p.addr, str(out["data_id"]))
+	verdict := time.Since(lastByte)
+	stopSampling()
+	p.kill()
+	if path(r, "file_info", "sha256") != fmt.Sprintf("%x", h.Sum(nil)) {
+		b.Fatalf("sha256 mismatch: %v", path(r, "file_info", "sha256"))
+	}
+	return largeFileResult{uploadSecs: uploadSecs, diskSecs: diskSecs, naiveSecs: naiveSecs, shaSecs: shaSecs, hash4Secs: hash4Secs,
+		verdict: verdict, peakRSS: peak.Load(), idleRSS: baseRSS, serverCPU: serverCPU, clientCPU: clientCPU}
 }
 
 // patternReader yields size pseudo-random bytes without holding them:

@@ -31,7 +31,17 @@ func NewFS(dir string) (*FS, error) {
 // path shards keys over 256 directories so no directory grows huge.
 func (s *FS) path(key string) string { return filepath.Join(s.root, key[:2], key) }
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+// Copy buffers: large writes use large buffers (fewer system calls); small
+// ones small buffers, since a buffer is held for as long as its client
+// takes to send the bytes, and a thousand slow small uploads must not pin
+// a quarter of a MiB each.
+var (
+	copyBufs      = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+	smallCopyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+)
+
+// smallWrite is the size below which a write uses a small buffer.
+const smallWrite = 1 << 20
 
 func (s *FS) WriteAt(ctx context.Context, key string, off int64, r io.Reader, n int64) error {
 	if !ValidKey(key) {
@@ -46,8 +56,12 @@ func (s *FS) WriteAt(ctx context.Context, key string, off int64, r io.Reader, n 
 		return fmt.Errorf("blob fs: %w", err)
 	}
 	defer f.Close()
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
+	pool := &copyBufs
+	if n < smallWrite {
+		pool = &smallCopyBufs
+	}
+	bp := pool.Get().(*[]byte)
+	defer pool.Put(bp)
 	w := newWriteBehind(f, off)
 	copied, err := io.CopyBuffer(w, io.LimitReader(ctxReader{ctx, r}, n), *bp)
 	if err != nil {

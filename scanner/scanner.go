@@ -81,7 +81,7 @@ type Scanner struct {
 // commitsPerWorker: a worker hands its verdict to a committer and takes the
 // next file, so the fsyncs a verdict waits for (hash index, result event,
 // acknowledgement) overlap the next scan instead of idling the worker.
-const commitsPerWorker = 4
+const commitsPerWorker = 16
 
 // errCancelled is the cause of a scan stopped by POST /file/{id}/cancel.
 var errCancelled = errors.New("cancelled by request")
@@ -121,17 +121,24 @@ func (s *Scanner) Run(ctx context.Context) error {
 	s.log.Info().Int("workers", s.opts.Workers).Msg("scanner started")
 	var wg sync.WaitGroup
 	wg.Go(func() { s.register(ctx) })
-	for range s.opts.Workers {
-		wg.Go(func() { s.work(ctx, cons) })
+	slots := make(chan struct{}, s.opts.Workers)
+	for range s.opts.Workers * fetchersPerWorker {
+		wg.Go(func() { s.work(ctx, cons, slots) })
 	}
 	wg.Wait()
 	s.commits.Wait()
 	return nil
 }
 
-// work takes one file at a time: a worker only asks for work when it is
-// free, so no file waits in a busy scanner's buffer while a peer is idle.
-func (s *Scanner) work(ctx context.Context, cons jetstream.Consumer) {
+// fetchersPerWorker: each worker slot has two fetchers, so the next file's
+// fetch (a round trip to JetStream, slow on a busy server) overlaps the
+// current scan instead of following it. A fetched file waits for a free
+// slot kept alive, and at most one file per worker waits that way: a busy
+// scanner never hoards work a peer could take.
+const fetchersPerWorker = 2
+
+// work fetches one file at a time and scans it once a worker slot is free.
+func (s *Scanner) work(ctx context.Context, cons jetstream.Consumer, slots chan struct{}) {
 	for ctx.Err() == nil {
 		fetchCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		msg, err := cons.Next(jetstream.FetchContext(fetchCtx))
@@ -143,7 +150,33 @@ func (s *Scanner) work(ctx context.Context, cons jetstream.Consumer) {
 			}
 			continue
 		}
+		if !s.waitForSlot(ctx, msg, slots) {
+			_ = msg.Nak() // shutting down: a peer or our next start takes it
+			return
+		}
 		s.handle(ctx, msg)
+		<-slots
+	}
+}
+
+// waitForSlot takes a worker slot, keeping msg ours meanwhile.
+func (s *Scanner) waitForSlot(ctx context.Context, msg jetstream.Msg, slots chan struct{}) bool {
+	select {
+	case slots <- struct{}{}:
+		return true
+	default:
+	}
+	keep := time.NewTicker(bus.ScanKeepAlive)
+	defer keep.Stop()
+	for {
+		select {
+		case slots <- struct{}{}:
+			return true
+		case <-keep.C:
+			_ = msg.InProgress()
+		case <-ctx.Done():
+			return false
+		}
 	}
 }
 

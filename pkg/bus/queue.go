@@ -24,11 +24,11 @@ type ScanQueue struct {
 	// OldestWaiting is when the oldest file no scanner has taken was
 	// queued; zero when none waits.
 	OldestWaiting time.Time
-	// Unfinished counts accepted files without a final result: their
-	// result logs in RESULTS, one subject per file, purged once final. It
-	// covers files accepted but not queued for the scanners yet (the
-	// recorder queues each after applying its first event), which the
-	// work queue does not show.
+	// Unfinished counts the files with result events in RESULTS (one
+	// subject per file; events are compacted about a second after the
+	// recorder applied them). It covers files accepted but not queued for
+	// the scanners yet (the recorder queues each after applying its first
+	// event), which the work queue does not show.
 	Unfinished uint64
 }
 

@@ -341,8 +341,12 @@ const (
 // the file never reached a final result (they are purged as soon as it does).
 const ResultsMaxAge = 7 * 24 * time.Hour
 
-// NotifyAckWait bounds one delivery attempt plus bookkeeping.
-const NotifyAckWait = 2 * time.Minute
+// NotifyAckWait is how long a delivery taken by a notifier that died waits
+// before a peer (or the restarted notifier) takes it over. A live notifier
+// keeps a delivery ours with a keep-alive every quarter of it, however
+// long the receiver takes, so it can be short: webhooks in flight when a
+// node was killed resume seconds after it comes back.
+const NotifyAckWait = 10 * time.Second
 
 // NodeTTL is how long a scanner stays registered after its last refresh.
 const NodeTTL = time.Minute

@@ -335,3 +335,24 @@ func TestRulesHealthVersion(t *testing.T) {
 		t.Errorf("version: %d %v", code, m)
 	}
 }
+
+// A large whole-file upload reports the digests of its bytes whether ingest
+// hashed all of it or, falling behind the disk, handed the rest to the
+// scanner.
+func TestLargeUploadDigests(t *testing.T) {
+	n := startNode(t, testConfig(t))
+	body := randomBytes(t, 48<<20)
+	id := mustUpload(t, n.URL(""), body, nil)
+	r := waitResult(t, n.URL(""), id)
+	want := digestsOf(body)
+	fi := r["file_info"]
+	if path(fi, "md5") != want.md5 || path(fi, "sha1") != want.sha1 || path(fi, "sha256") != want.sha256 ||
+		path(fi, "sha512") != want.sha512 || path(fi, "file_size") != float64(len(body)) {
+		t.Errorf("file_info %v, want the digests of the 48 MiB uploaded", fi)
+	}
+	var byHash map[string]any
+	getJSON(t, n.URL("/hash/"+want.sha512), &byHash)
+	if byHash["data_id"] != id {
+		t.Errorf("GET /hash/<sha512>: %v", byHash["data_id"])
+	}
+}

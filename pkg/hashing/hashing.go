@@ -114,6 +114,22 @@ func (m *Multi) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Behind reports whether the digests are behind their writer: the queue of
+// background writes is full, so the next large Write would wait for them.
+// A caller that must not wait (an upload arriving faster than four digests
+// can run) stops writing and hands the State on.
+func (m *Multi) Behind() bool {
+	if !m.parallel {
+		return false
+	}
+	for _, w := range m.work {
+		if len(w) == cap(w) {
+			return true
+		}
+	}
+	return false
+}
+
 // Len is the number of bytes hashed so far.
 func (m *Multi) Len() int64 { return m.n }
 

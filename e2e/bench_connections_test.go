@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -62,7 +63,13 @@ const (
 // connections runs clients slow uploads at once against a `scangate
 // serve` child process with its data in dir, and waits for every verdict.
 func connections(b *testing.B, dir string, clients int) connectionsResult {
-	p := startServeProcess(b, filepath.Join(dir, "data"))
+	// limits.memory as README recommends it for this many connections;
+	// SCANGATE_BENCH_MEMORY=0 measures without one.
+	mem := os.Getenv("SCANGATE_BENCH_MEMORY")
+	if mem == "" {
+		mem = "200MiB"
+	}
+	p := startServeProcess(b, filepath.Join(dir, "data"), "SCANGATE_LIMITS_MEMORY="+mem)
 	time.Sleep(time.Second) // let start-up settle before the idle sample
 	res := connectionsResult{clients: clients, idleRSS: rssKiB(p.cmd.Process.Pid, "VmRSS")}
 	var peak atomic.Int64

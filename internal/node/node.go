@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,10 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 			n.Close()
 		}
 	}()
+	if cfg.Limits.Memory > 0 {
+		// Process-wide, like GOMEMLIMIT (which it overrides).
+		debug.SetMemoryLimit(int64(cfg.Limits.Memory))
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}

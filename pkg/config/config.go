@@ -90,6 +90,11 @@ type LimitsConfig struct {
 	MinPartSize    ByteSize      `yaml:"min_part_size"`
 	MaxRanges      int           `yaml:"max_ranges"`
 	MaxConnections int           `yaml:"max_connections"`
+	// Memory is the Go runtime's soft memory limit for the process (0:
+	// none, or GOMEMLIMIT). The garbage collector works harder as the heap
+	// nears it instead of letting it grow to twice what is live, which is
+	// what bounds RSS under many concurrent uploads.
+	Memory ByteSize `yaml:"memory"`
 }
 
 type ScannerConfig struct {

@@ -131,11 +131,11 @@ func (a *Assembler) Run(ctx context.Context) error {
 	wg.Go(func() { a.compactLoop(ctx) })
 	for p := range a.b.Opts.Partitions {
 		wg.Go(func() {
-			pull(ctx, a.b, events.StreamUploads, events.AssemblerConsumer(p), events.AssemblerGroup,
+			pull(ctx, a.b, events.StreamUploads, events.AssemblerConsumer(p), events.AssemblerGroup, 1,
 				a.log.With().Int("partition", p).Logger(), func(m jetstream.Msg) { a.handle(ctx, p, m) })
 		})
 		wg.Go(func() {
-			pullByFile(ctx, a.b, events.StreamResults, events.RecorderConsumer(p), events.RecorderGroup, bus.RecorderInFlight,
+			pull(ctx, a.b, events.StreamResults, events.RecorderConsumer(p), events.RecorderGroup, bus.RecorderInFlight,
 				a.rec.log.With().Int("partition", p).Logger(), func(m jetstream.Msg) { a.rec.handle(ctx, m) })
 		})
 	}

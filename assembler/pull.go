@@ -13,10 +13,19 @@ import (
 	"github.com/scangate/scangate/pkg/bus"
 )
 
-// pull consumes one partition's durable consumer in order, as a member of
-// group. While another process holds the partition the pulls simply wait;
-// they take over when it stops.
-func pull(ctx context.Context, b *bus.Bus, stream, consumer, group string, log zerolog.Logger, handle func(jetstream.Msg)) {
+// pull consumes one partition's durable consumer as a member of group.
+// While another process holds the partition the pulls simply wait; they
+// take over when it stops.
+//
+// With inFlight 1 events are applied one at a time, in stream order. With
+// more, events of different files (the last token of the subject) run
+// concurrently and those of one file one after another in stream order:
+// records of different files are independent, so only each file's own
+// order matters, and running many at once lets their writes share group
+// commits instead of each waiting for its own fsync. handle acknowledges
+// each event once applied; after a crash the unacknowledged ones come
+// again, in order, and whatever was applied already is a no-op.
+func pull(ctx context.Context, b *bus.Bus, stream, consumer, group string, inFlight int, log zerolog.Logger, handle func(jetstream.Msg)) {
 	for ctx.Err() == nil {
 		cons, err := b.JS.Consumer(ctx, stream, consumer)
 		if ctx.Err() != nil {
@@ -27,22 +36,31 @@ func pull(ctx context.Context, b *bus.Bus, stream, consumer, group string, log z
 			sleep(ctx, time.Second)
 			continue
 		}
-		it, err := cons.Messages(jetstream.PullPriorityGroup(group), jetstream.PullMaxMessages(1))
+		it, err := cons.Messages(jetstream.PullPriorityGroup(group), jetstream.PullMaxMessages(inFlight))
 		if err != nil {
 			log.Warn().Err(err).Str("consumer", consumer).Msg("partition subscription failed; retrying")
 			sleep(ctx, time.Second)
 			continue
 		}
 		stop := context.AfterFunc(ctx, it.Stop)
+		apply := handle
+		var lanes *fileLanes
+		if inFlight > 1 {
+			lanes = newFileLanes(inFlight, handle)
+			apply = lanes.add
+		}
 		for {
 			msg, err := it.Next()
 			if err != nil {
 				break
 			}
-			handle(msg)
+			apply(msg)
 		}
 		stop()
 		it.Stop()
+		if lanes != nil {
+			lanes.wait()
+		}
 	}
 }
 
@@ -72,48 +90,6 @@ func recoverEvent(msg jetstream.Msg, log zerolog.Logger, fail func()) {
 		}()
 	}
 	_ = msg.TermWithReason("handler panicked")
-}
-
-// pullByFile consumes a partition like pull, but applies up to inFlight
-// events at once: events of different files (the last token of the
-// subject) run concurrently, those of one file one after another in stream
-// order. Records of different files are independent, so only each file's
-// own order matters; running many at once lets their writes share group
-// commits instead of each waiting for its own fsync.
-//
-// Each event is acknowledged by handle once applied. After a crash the
-// unacknowledged ones come again, in order, and the record's sequence check
-// makes every one already applied a no-op.
-func pullByFile(ctx context.Context, b *bus.Bus, stream, consumer, group string, inFlight int, log zerolog.Logger, handle func(jetstream.Msg)) {
-	for ctx.Err() == nil {
-		cons, err := b.JS.Consumer(ctx, stream, consumer)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			log.Warn().Err(err).Str("consumer", consumer).Msg("partition consumer unavailable; retrying")
-			sleep(ctx, time.Second)
-			continue
-		}
-		it, err := cons.Messages(jetstream.PullPriorityGroup(group), jetstream.PullMaxMessages(inFlight))
-		if err != nil {
-			log.Warn().Err(err).Str("consumer", consumer).Msg("partition subscription failed; retrying")
-			sleep(ctx, time.Second)
-			continue
-		}
-		stop := context.AfterFunc(ctx, it.Stop)
-		l := newFileLanes(inFlight, handle)
-		for {
-			msg, err := it.Next()
-			if err != nil {
-				break
-			}
-			l.add(msg)
-		}
-		stop()
-		it.Stop()
-		l.wait()
-	}
 }
 
 // fileLanes runs one goroutine per file with events pending, each applying

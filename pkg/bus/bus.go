@@ -398,7 +398,7 @@ func Consumers(o Options) []Consumer {
 			events.RecorderGroup, "result events of one partition, pinned to one recorder at a time")
 		// Different files' records are independent: the recorder applies
 		// up to this many events at once, each file's in order (see
-		// assembler.pullByFile), so their writes share group commits.
+		// assembler.pull), so their writes share group commits.
 		recorder.Config.MaxAckPending = RecorderInFlight
 		cs = append(cs, recorder,
 			partitionConsumer(events.StreamUploads, events.AssemblerConsumer(p), events.UploadPartitionSubjects(p),

@@ -139,10 +139,18 @@ func (b *byteBudget) give(n int64) { b.used.Add(-n) }
 // reads the file to scan it anyway. The upload then runs at disk speed,
 // and the hashing is done on the scanners, which scale out.
 type handoffHasher struct {
-	h       *hashing.Multi
+	h       digester
 	stopped bool
 	state   []byte
 	hashed  int64
+}
+
+// digester is what handoffHasher needs of a *hashing.Multi.
+type digester interface {
+	io.Writer
+	Behind() bool
+	State() ([]byte, error)
+	Len() int64
 }
 
 func (w *handoffHasher) Write(p []byte) (int, error) {

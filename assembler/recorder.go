@@ -23,8 +23,8 @@ import (
 // never be mistaken for one another and the first final event wins. It also
 // performs the effects that follow from a record changing, exactly where
 // the change is decided: a queued file is handed to the scanners, a final
-// result is announced (scan-done, for the webhooks). Acknowledging an event
-// removes it from the stream.
+// result is announced (scan-done, for the webhooks). Applied events are
+// compacted away in bulk (bus.CompactResults).
 type recorder struct {
 	b       *bus.Bus
 	results result.Store
@@ -122,9 +122,10 @@ func (r *recorder) apply(ctx context.Context, ev *result.Event, seq uint64, log 
 	next.Seq = seq
 	if ev.Kind == result.EventQueued && ev.File != nil && !next.Final() && known {
 		// Queue the file while its record is written (when the record
-		// was read, not guessed): the two wait on different streams' fsyncs. A scanner that is quicker than the
-		// write finds no record, which it treats as not final; its verdict
-		// is a later event of this partition, applied after this one.
+		// was read, not guessed): the two wait on different streams'
+		// fsyncs. A scanner that is quicker than the write finds no
+		// record, which it treats as not final; its verdict is a later
+		// event of this file, applied after this one.
 		queued := make(chan error, 1)
 		go func() { queued <- r.b.PublishFileComplete(ctx, ev.File) }()
 		_, err = r.put(ctx, next, rev)

@@ -132,9 +132,9 @@ func (b *byteBudget) take(n int64) bool {
 func (b *byteBudget) give(n int64) { b.used.Add(-n) }
 
 // handoffHasher feeds an upload's bytes to the digests for as long as they
-// keep up. Four digests cost more CPU per byte than receiving and writing
-// it (about 5.6 ms per MB on a current core, against ~2 for the disk), so
-// on a small host they would set the upload's pace; once they fall behind
+// keep up. The four digests cost about 5.6 ms of CPU per MB together, more
+// than a fast disk takes to write it, so on a small host they would set
+// the upload's pace; once they fall behind
 // it stops, keeps their state, and the scanner hashes the rest while it
 // reads the file to scan it anyway. The upload then runs at disk speed,
 // and the hashing is done on the scanners, which scale out.

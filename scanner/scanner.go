@@ -289,14 +289,19 @@ func (s *Scanner) handle(ctx context.Context, msg jetstream.Msg) {
 // work item stays unacknowledged until its verdict is published, so a
 // scanner killed meanwhile only costs a rescan by a peer.
 func (s *Scanner) commitAsync(ctx context.Context, msg jetstream.Msg, rec *result.Record, log zerolog.Logger) {
+	// Kept ours until committed: on a loaded server the commit may wait
+	// longer than the ack wait, and a peer must not scan the file again.
+	stop := bus.KeepAlive(msg, bus.ScanKeepAlive)
 	select {
 	case s.committing <- struct{}{}:
 	case <-ctx.Done():
+		stop()
 		_ = msg.Nak()
 		return
 	}
 	s.commits.Go(func() {
 		defer func() { <-s.committing }()
+		defer stop()
 		s.commit(ctx, msg, rec, log)
 	})
 }

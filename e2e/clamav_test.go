@@ -55,6 +55,9 @@ func TestClamAVEndToEnd(t *testing.T) {
 		}
 		return false
 	})
+	for _, e := range engines {
+		checkEngine(t, e)
+	}
 	// A workflow can leave ClamAV out.
 	cfg2 := testConfig(t)
 	cfg2.Engines.ClamAV.Address = d.TCPAddr()

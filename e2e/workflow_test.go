@@ -54,10 +54,8 @@ func TestStatEngines(t *testing.T) {
 		return len(list) > 0
 	})
 	e := list[len(list)-1]
-	for _, k := range []string{"eng_id", "eng_name", "eng_ver", "def_time", "active", "state", "engine_type", "type"} {
-		if _, ok := e[k]; !ok {
-			t.Errorf("engine entry lacks %s: %v", k, e)
-		}
+	for _, e := range list {
+		checkEngine(t, e)
 	}
 	if !strings.Contains(fmt.Sprint(list), "signatures") || e["type"] != "engine" {
 		t.Errorf("GET /stat/engines = %v", list)

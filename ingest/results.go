@@ -195,6 +195,15 @@ func (s *Server) getEngines(c *fiber.Ctx) error {
 	return c.JSON(list)
 }
 
+// getNodes is GET /stat/nodes: one entry per live scanner.
+func (s *Server) getNodes(c *fiber.Ctx) error {
+	list, err := stats.Nodes(c.UserContext(), s.b.Nodes, time.Now())
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"statuses": list})
+}
+
 // getHash is GET /hash/{md5|sha1|sha256|sha512}: the latest result of a
 // file with that hash.
 func (s *Server) getHash(c *fiber.Ctx) error {

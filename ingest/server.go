@@ -146,6 +146,7 @@ func (s *Server) routes(r fiber.Router) {
 	r.Post("/file/:id/cancel", s.cancelFile)
 	r.Get("/file/:id/extraction-errors", s.getExtractionErrors)
 	r.Get("/stat/engines", s.getEngines)
+	r.Get("/stat/nodes", s.getNodes)
 	r.Get("/hash/:hash", s.getHash)
 	r.Get("/readyz", s.readyz)
 	r.Get("/livez", s.livez)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
@@ -46,6 +48,13 @@ type Options struct {
 	Version   string // reported in the scanner registry
 	// Engines by config name ("signatures", "hashlist"), in report order.
 	Engines []NamedEngine
+
+	// DataDir is the disk whose space the scanner reports in the registry
+	// ("" reports none).
+	DataDir string
+	// RegisterEvery is how often the scanner refreshes its registry entry
+	// and its engines' definitions (default stats.TTL/3).
+	RegisterEvery time.Duration
 
 	// MemoryBudget is the most one decoder of a scan may allocate (archive
 	// dictionaries and windows, decoded images, PDFs); 0 means
@@ -93,6 +102,9 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Scanne
 	}
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = bus.ScanHeartbeat
+	}
+	if opts.RegisterEvery <= 0 {
+		opts.RegisterEvery = stats.TTL / 3
 	}
 	return &Scanner{
 		b: b, blobs: blobs, results: result.Store{KV: b.Results}, opts: opts,
@@ -694,23 +706,68 @@ func (s *Scanner) stopRunning(id string, cause error) {
 }
 
 // register keeps this scanner and its engines listed for GET /stat/engines
-// until ctx ends; the entry expires on its own if the process dies.
+// and GET /stat/nodes until ctx ends, then removes the entry; the entry
+// expires on its own if the process dies.
 func (s *Scanner) register(ctx context.Context) {
-	node := stats.Node{ID: s.id, Version: s.opts.Version, Started: time.Now()}
+	host, _ := os.Hostname()
+	node := stats.Node{ID: s.id, Address: host, Version: s.opts.Version, Started: time.Now(), Capacity: s.opts.Workers}
 	for {
+		s.refreshEngines(ctx)
 		node.Engines = node.Engines[:0]
 		for _, ne := range s.opts.Engines {
 			info := ne.Engine.Info()
 			node.Engines = append(node.Engines, stats.EngineInfo{EngID: info.ID, EngName: info.Name, EngVer: info.Version,
-				DefTime: info.DefTime, Active: true, State: "production", EngineType: "av", Type: "engine"})
+				EngType: stats.EngTypeBundled, DefTime: info.DefTime, DownloadTime: result.FormatTime(info.Loaded),
+				DownloadProgress: 100, Active: true, State: "production", EngineType: "av", Type: "engine"})
 		}
+		s.mu.Lock()
+		node.InProgress = len(s.running)
+		s.mu.Unlock()
+		node.FreeDisk, node.TotalDisk = diskSpace(s.opts.DataDir)
 		if err := stats.Register(ctx, s.b.Nodes, node); err != nil && ctx.Err() == nil {
 			s.log.Warn().Err(err).Msg("registering scanner failed")
 		}
 		select {
 		case <-ctx.Done():
+			// ctx is over; the entry is removed on a context of its own.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := stats.Deregister(dctx, s.b.Nodes, s.id); err != nil {
+				s.log.Warn().Err(err).Msg("deregistering scanner failed; its entry expires on its own")
+			}
 			return
-		case <-time.After(stats.TTL / 3):
+		case <-time.After(s.opts.RegisterEvery):
 		}
 	}
+}
+
+// refreshEngines asks engines whose definitions can change while running
+// (clamd reloading its database) for their current ones. A failure keeps
+// the last known definitions: a scan failing on the engine reports it.
+func (s *Scanner) refreshEngines(ctx context.Context) {
+	for _, ne := range s.opts.Engines {
+		r, ok := ne.Engine.(engines.Refresher)
+		if !ok {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.opts.RegisterEvery)
+		err := r.Refresh(rctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn().Err(err).Str("engine", ne.Name).Msg("refreshing engine definitions failed")
+		}
+	}
+}
+
+// diskSpace is the free (to an unprivileged writer) and total bytes of
+// dir's disk; zeros when unknown.
+func diskSpace(dir string) (free, total int64) {
+	if dir == "" {
+		return 0, 0
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, 0
+	}
+	return int64(st.Bavail) * int64(st.Bsize), int64(st.Blocks) * int64(st.Bsize)
 }

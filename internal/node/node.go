@@ -115,7 +115,8 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 				return nil, err
 			}
 			sc := scanner.New(n.bus, blobs, scanner.Options{Workers: cfg.Scanner.Workers, Timeout: cfg.Scanner.Timeout,
-				MemoryBudget: int64(cfg.Scanner.MemoryBudget), Workflows: wfs, Engines: engs, Version: version}, n.log)
+				MemoryBudget: int64(cfg.Scanner.MemoryBudget), Workflows: wfs, Engines: engs, Version: version,
+				DataDir: cfg.DataDir}, n.log)
 			n.goRun("scanner", func() error { return sc.Run(runCtx) })
 		case Assembler:
 			as, err := assembler.New(n.bus, blobs, filepath.Join(cfg.DataDir, "assembler.db"), assembler.Options{}, n.log)

@@ -184,7 +184,7 @@ func parseClamdAddress(a string) (network, addr string, err error) {
 }
 
 // Info returns the engine's identity; Version and DefTime are clamd's as of
-// the last Refresh. DefTime is "" when clamd reports no database date
+// the last Refresh, Loaded is when they last changed. DefTime is "" when clamd reports no database date
 // (only unpacked .ndb/.hdb files, no daily database).
 func (c *ClamAV) Info() Info {
 	c.infoMu.RLock()
@@ -204,12 +204,18 @@ func (c *ClamAV) Refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.infoMu.Lock()
-	c.info.Version = ver
-	c.info.DefTime = ""
+	dt := ""
 	if !defTime.IsZero() {
-		c.info.DefTime = result.FormatTime(defTime)
+		dt = result.FormatTime(defTime)
 	}
+	c.infoMu.Lock()
+	// Loaded moves only when clamd serves other definitions: a refresh
+	// that finds the same database is not a new download.
+	if c.info.Loaded.IsZero() || c.info.Version != ver || c.info.DefTime != dt {
+		c.info.Loaded = time.Now()
+	}
+	c.info.Version = ver
+	c.info.DefTime = dt
 	c.infoMu.Unlock()
 	return nil
 }

@@ -665,3 +665,51 @@ func selfCPU() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// Refresh follows clamd's database: def_time and eng_ver change with it,
+// and Loaded (download_time) moves only when the database does.
+func TestClamAVRefreshFollowsDatabase(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var version atomic.Value
+	version.Store("ClamAV 1.4.3/27000/Thu Nov 19 08:00:00 2026")
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				cmd, err := bufio.NewReader(conn).ReadString(0)
+				if err == nil && cmd == clamdVersion {
+					_, _ = io.WriteString(conn, version.Load().(string)+"\x00")
+				}
+			}()
+		}
+	}()
+	c := newTestClamAV(t, ClamAVOptions{Address: "tcp://" + l.Addr().String()})
+	first := c.Info()
+	if first.DefTime != "2026-11-19T08:00:00.000Z" || first.Loaded.IsZero() {
+		t.Fatalf("info at start %+v", first)
+	}
+	ctx := context.Background()
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Info(); got != first {
+		t.Fatalf("a refresh finding the same database changed info: %+v, was %+v", got, first)
+	}
+	time.Sleep(2 * time.Millisecond)
+	version.Store("ClamAV 1.4.3/27001/Fri Nov 20 08:00:00 2026")
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := c.Info()
+	if got.DefTime != "2026-11-20T08:00:00.000Z" || !got.Loaded.After(first.Loaded) {
+		t.Fatalf("after a database reload info %+v, was %+v", got, first)
+	}
+}

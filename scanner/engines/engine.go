@@ -7,6 +7,7 @@ package engines
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/scangate/scangate/pkg/events"
 )
@@ -17,6 +18,17 @@ type Info struct {
 	Name    string // key in scan_details
 	Version string // eng_ver
 	DefTime string // def_time: when its definitions were made, ISO 8601
+	// Loaded is when this process took up the definitions it uses now
+	// (download_time): when the files were read, or when clamd was first
+	// seen serving its current database.
+	Loaded time.Time
+}
+
+// Refresher is an engine whose definitions can change under a running
+// process (clamd reloads its database); the scanner calls Refresh
+// periodically so Info stays current.
+type Refresher interface {
+	Refresh(ctx context.Context) error
 }
 
 // Input is what the scanner knows about a file when it asks an engine.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/scangate/scangate/pkg/hashing"
 	"github.com/scangate/scangate/pkg/result"
@@ -33,6 +34,7 @@ func LoadHashList(path string) (*HashList, error) {
 	}
 	h := &HashList{threats: map[string]string{}, info: Info{
 		ID: "hashlist", Name: "HashList", Version: "1.0.0", DefTime: result.FormatTime(st.ModTime()),
+		Loaded: time.Now(),
 	}}
 	sc := bufio.NewScanner(f)
 	for line := 1; sc.Scan(); line++ {

@@ -166,7 +166,7 @@ func newSignatures(o sigOptions, sets ...*SignatureSet) (*Signatures, error) {
 			defTime = set.DefTime
 		}
 	}
-	s := &Signatures{info: Info{ID: "signatures", Name: "Signatures", Version: "2.0.0", DefTime: builtinDefTime}}
+	s := &Signatures{info: Info{ID: "signatures", Name: "Signatures", Version: "2.0.0", DefTime: builtinDefTime, Loaded: time.Now()}}
 	if !defTime.IsZero() {
 		s.info.DefTime = result.FormatTime(defTime)
 	}
@@ -557,7 +557,7 @@ func (s *SignatureSet) HashEngine() *HashSignatures {
 		return nil
 	}
 	h := &HashSignatures{byDigest: make(map[string][]hashSigEntry, len(s.Hashes)),
-		info: Info{ID: "signature-hashes", Name: "SignatureHashes", Version: "2.0.0", DefTime: builtinDefTime}}
+		info: Info{ID: "signature-hashes", Name: "SignatureHashes", Version: "2.0.0", DefTime: builtinDefTime, Loaded: time.Now()}}
 	if !s.DefTime.IsZero() {
 		h.info.DefTime = result.FormatTime(s.DefTime)
 	}

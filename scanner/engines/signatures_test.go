@@ -564,11 +564,16 @@ func TestNewSignaturesRejectsInvalid(t *testing.T) {
 }
 
 func TestSignaturesInfo(t *testing.T) {
+	before := time.Now()
 	s, err := NewSignatures()
 	if err != nil {
 		t.Fatal(err)
 	}
 	info := s.Info()
+	if info.Loaded.Before(before) || info.Loaded.After(time.Now()) {
+		t.Errorf("Loaded = %v, want when NewSignatures ran", info.Loaded)
+	}
+	info.Loaded = time.Time{}
 	want := Info{ID: "signatures", Name: "Signatures", Version: "2.0.0", DefTime: builtinDefTime}
 	if info != want {
 		t.Errorf("Info() = %+v, want %+v", info, want)

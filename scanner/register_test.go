@@ -61,7 +61,10 @@ func TestRegisterRefreshesAndDeregisters(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	var once sync.Once
+	var runErr error
+	stop := func() error { once.Do(func() { cancel(); runErr = <-done }); return runErr }
+	defer stop()
 
 	list := waitNodes(t, b.Nodes, func(l []stats.NodeStatus) bool { return len(l) == 1 })
 	n := list[0]
@@ -85,11 +88,9 @@ func TestRegisterRefreshesAndDeregisters(t *testing.T) {
 		t.Errorf("download_time %s did not move with the new definitions", got)
 	}
 
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	done <- nil // for the deferred wait
 	l, err := stats.Nodes(context.Background(), b.Nodes, time.Now())
 	if err != nil {
 		t.Fatal(err)

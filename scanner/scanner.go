@@ -716,6 +716,10 @@ func (s *Scanner) register(ctx context.Context) {
 		node.Engines = node.Engines[:0]
 		for _, ne := range s.opts.Engines {
 			info := ne.Engine.Info()
+			if info.Loaded.IsZero() {
+				// An engine that does not say had its definitions from the start.
+				info.Loaded = node.Started
+			}
 			node.Engines = append(node.Engines, stats.EngineInfo{EngID: info.ID, EngName: info.Name, EngVer: info.Version,
 				EngType: stats.EngTypeBundled, DefTime: info.DefTime, DownloadTime: result.FormatTime(info.Loaded),
 				DownloadProgress: 100, Active: true, State: "production", EngineType: "av", Type: "engine"})

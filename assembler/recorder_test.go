@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/scangate/scangate/internal/bustest"
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/events"
@@ -17,23 +18,7 @@ import (
 )
 
 func testBus(t *testing.T) *bus.Bus {
-	t.Helper()
-	dir := t.TempDir()
-	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: dir, Log: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := ns.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	b, err := bus.Open(context.Background(), nc, bus.Options{MaxQueued: 100, Partitions: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return bustest.Open(t, bus.Options{MaxQueued: 100, Partitions: 2})
 }
 
 // publishEvent appends ev to its file's result log and returns its sequence.

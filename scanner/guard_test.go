@@ -17,6 +17,7 @@ import (
 	"github.com/bodgit/sevenzip"
 	"github.com/rs/zerolog"
 
+	"github.com/scangate/scangate/internal/bustest"
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/config"
@@ -73,22 +74,8 @@ func (l *logBuffer) lines(msg string) []map[string]any {
 // fs blob store, for the test's lifetime.
 func testBus(t *testing.T) (*bus.Bus, *blob.FS) {
 	t.Helper()
-	dir := t.TempDir()
-	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: dir, Log: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := ns.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	b, err := bus.Open(context.Background(), nc, bus.Options{MaxQueued: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	blobs, err := blob.NewFS(filepath.Join(dir, "blobs"))
+	b := bustest.Open(t, bus.Options{MaxQueued: 100})
+	blobs, err := blob.NewFS(filepath.Join(t.TempDir(), "blobs"))
 	if err != nil {
 		t.Fatal(err)
 	}

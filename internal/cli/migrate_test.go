@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scangate/scangate/internal/cli"
+	"github.com/scangate/scangate/internal/clustertest"
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/events"
 )
@@ -23,17 +24,6 @@ func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// freeAddr is a loopback address nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -89,7 +79,7 @@ func openErr(t *testing.T, nc *nats.Conn) error {
 }
 
 func TestMigrate(t *testing.T) {
-	addr := freeAddr(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", clustertest.FreePorts(t, 1)[0])
 	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Listen: addr})
 	if err != nil {
 		t.Fatal(err)

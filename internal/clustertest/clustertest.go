@@ -49,7 +49,7 @@ func Start(t testing.TB, n int) *Cluster {
 	c := &Cluster{t: t, name: "scangate-test"}
 	// Every port must be known before the first node starts, since each
 	// node's route list names all of them.
-	ports := freePorts(t, 2*n)
+	ports := FreePorts(t, 2*n)
 	for i := range n {
 		c.nodes = append(c.nodes, &member{
 			name:        fmt.Sprintf("n%d", i+1),
@@ -237,10 +237,10 @@ func (c *Cluster) shutdown() {
 	}
 }
 
-// freePorts reserves n distinct loopback ports and releases them for the
-// nodes to bind. Holding every listener until all are chosen keeps the
+// FreePorts reserves n distinct loopback ports and releases them for
+// servers to bind. Holding every listener until all are chosen keeps the
 // kernel from handing out the same port twice.
-func freePorts(t testing.TB, n int) []int {
+func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ports []int
 	var lns []net.Listener

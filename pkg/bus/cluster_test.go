@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/scangate/scangate/internal/clustertest"
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/events"
 )
@@ -28,13 +27,11 @@ func TestRolesAndClusterStartTogether(t *testing.T) {
 		t.Skip("starts a three-node cluster")
 	}
 	const nodes, roles = 3, 7
-	clients, routes := make([]string, nodes), make([]string, nodes)
-	for i := range nodes {
-		clients[i], routes[i] = freeAddr(t), freeAddr(t)
-	}
+	ports := clustertest.FreePorts(t, 2*nodes) // client ports, then route ports
+	clients, routes := ports[:nodes], ports[nodes:]
 	var routeURLs []string
 	for _, r := range routes {
-		routeURLs = append(routeURLs, "nats://"+r)
+		routeURLs = append(routeURLs, fmt.Sprintf("nats://127.0.0.1:%d", r))
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -43,7 +40,7 @@ func TestRolesAndClusterStartTogether(t *testing.T) {
 	errs := make(chan error, roles)
 	var wg sync.WaitGroup
 	for i := range roles {
-		nc, err := bus.Dial("nats://"+clients[i%nodes], fmt.Sprint("role-", i), zerolog.Nop())
+		nc, err := bus.Dial(fmt.Sprintf("nats://127.0.0.1:%d", clients[i%nodes]), fmt.Sprint("role-", i), zerolog.Nop())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,12 +52,10 @@ func TestRolesAndClusterStartTogether(t *testing.T) {
 	}
 
 	for i := range nodes {
-		host, port := splitAddr(t, clients[i])
-		_, cport := splitAddr(t, routes[i])
 		ns, err := server.NewServer(&server.Options{
-			ServerName: fmt.Sprint("n", i), Host: host, Port: port, NoSigs: true,
+			ServerName: fmt.Sprint("n", i), Host: "127.0.0.1", Port: clients[i], NoSigs: true,
 			JetStream: true, StoreDir: t.TempDir(),
-			Cluster: server.ClusterOpts{Name: "scangate", Host: host, Port: cport},
+			Cluster: server.ClusterOpts{Name: "scangate", Host: "127.0.0.1", Port: routes[i]},
 			Routes:  server.RoutesFromStr(strings.Join(routeURLs, ",")),
 		})
 		if err != nil {
@@ -92,7 +87,7 @@ func TestRolesAndClusterStartTogether(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	nc, err := bus.Dial("nats://"+clients[0], "check", zerolog.Nop())
+	nc, err := bus.Dial(fmt.Sprintf("nats://127.0.0.1:%d", clients[0]), "check", zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,25 +129,7 @@ func TestRolesAndClusterStartTogether(t *testing.T) {
 	}
 }
 
+// freeAddr is a loopback address nothing listens on.
 func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func splitAddr(t *testing.T, addr string) (string, int) {
-	t.Helper()
-	host, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return host, port
+	return fmt.Sprintf("127.0.0.1:%d", clustertest.FreePorts(t, 1)[0])
 }

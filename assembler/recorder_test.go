@@ -157,7 +157,7 @@ func TestRecorderAnnouncesOnlyFilesWithWebhooks(t *testing.T) {
 		if time.Now().After(waitEmpty) {
 			t.Fatal("applied result events were not compacted away")
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // polling pace: the loop waits for the empty stream, bounded above
 	}
 	// Every event is acknowledged, so every effect has happened.
 	if rec, _, err := (result.Store{KV: b.Results}).Get(ctx, quiet.Result.DataID); err != nil || !rec.Final() {

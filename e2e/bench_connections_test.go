@@ -70,7 +70,14 @@ func connections(b *testing.B, dir string, clients int) connectionsResult {
 		mem = "200MiB"
 	}
 	p := startServeProcess(b, filepath.Join(dir, "data"), "SCANGATE_LIMITS_MEMORY="+mem)
-	time.Sleep(time.Second) // let start-up settle before the idle sample
+	waitFor(b, "the server ready before the idle sample", func() bool {
+		resp, err := http.Get(p.addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 	res := connectionsResult{clients: clients, idleRSS: rssKiB(p.cmd.Process.Pid, "VmRSS")}
 	var peak atomic.Int64
 	stopSampling := sampleRSS(p.cmd.Process.Pid, &peak)
@@ -155,7 +162,7 @@ func (t *trickleReader) Read(p []byte) (int, error) {
 	}
 	if t.left == 0 {
 		if t.started {
-			time.Sleep(connPieceEvery)
+			time.Sleep(connPieceEvery) // the trickle being measured, not a wait for state
 		}
 		t.started, t.left = true, t.piece
 	}

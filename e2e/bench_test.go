@@ -119,7 +119,7 @@ func uploadRetrying(b testing.TB, base string, body []byte, refused *atomic.Int6
 		if resp.StatusCode == http.StatusServiceUnavailable {
 			refused.Add(1)
 			secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
-			time.Sleep(time.Duration(max(secs, 1)) * time.Second)
+			time.Sleep(time.Duration(max(secs, 1)) * time.Second) // the client's backoff, as Retry-After asks
 			continue
 		}
 		var out struct {
@@ -287,7 +287,7 @@ func sampleRSS(pid int, peak *atomic.Int64) (stop func()) {
 			if v := rssKiB(pid, "VmRSS"); v > peak.Load() {
 				peak.Store(v)
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // sampling pace of a benchmark figure
 		}
 	})
 	return func() { cancel(); wg.Wait() }

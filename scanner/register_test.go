@@ -115,6 +115,6 @@ func waitNodes(t *testing.T, kv jetstream.KeyValue, cond func([]stats.NodeStatus
 		if time.Now().After(deadline) {
 			t.Fatalf("registry never matched; last %+v", l)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // polling pace: the loop waits for cond, bounded above
 	}
 }

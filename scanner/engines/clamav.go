@@ -88,6 +88,9 @@ type ClamAVOptions struct {
 	IdleTimeout time.Duration
 }
 
+// now is the clock Loaded is read from (a test steps it).
+var now = time.Now
+
 // Defaults of ClamAVOptions.
 const (
 	ClamAVDefaultTimeout     = 60 * time.Second
@@ -212,7 +215,7 @@ func (c *ClamAV) Refresh(ctx context.Context) error {
 	// Loaded moves only when clamd serves other definitions: a refresh
 	// that finds the same database is not a new download.
 	if c.info.Loaded.IsZero() || c.info.Version != ver || c.info.DefTime != dt {
-		c.info.Loaded = time.Now()
+		c.info.Loaded = now()
 	}
 	c.info.Version = ver
 	c.info.DefTime = dt

@@ -284,7 +284,7 @@ func TestClamAV(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("def_time still %q after reload", c.Info().DefTime)
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond) // polling pace: the loop waits for clamd's reload, bounded above
 			if err := c.Refresh(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -528,7 +528,7 @@ func TestClamAVTestDatabase(t *testing.T) {
 type clamSlowReader struct{}
 
 func (*clamSlowReader) Read(p []byte) (int, error) {
-	time.Sleep(5 * time.Millisecond)
+	time.Sleep(5 * time.Millisecond) // the trickle itself: what the test is about, not a wait for state
 	n := min(len(p), 512)
 	for i := range p[:n] {
 		p[i] = 'x'
@@ -703,13 +703,15 @@ func TestClamAVRefreshFollowsDatabase(t *testing.T) {
 	if got := c.Info(); got != first {
 		t.Fatalf("a refresh finding the same database changed info: %+v, was %+v", got, first)
 	}
-	time.Sleep(2 * time.Millisecond)
+	later := first.Loaded.Add(time.Minute) // the reload happens a minute on
+	now = func() time.Time { return later }
+	t.Cleanup(func() { now = time.Now })
 	version.Store("ClamAV 1.4.3/27001/Fri Nov 20 08:00:00 2026")
 	if err := c.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
 	got := c.Info()
-	if got.DefTime != "2026-11-20T08:00:00.000Z" || !got.Loaded.After(first.Loaded) {
+	if got.DefTime != "2026-11-20T08:00:00.000Z" || !got.Loaded.Equal(later) {
 		t.Fatalf("after a database reload info %+v, was %+v", got, first)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,35 +29,11 @@ type recorder struct {
 	results result.Store
 	cache   *recordCache
 	log     zerolog.Logger
-
-	// conflicted holds files whose optimistic create found a record: the
-	// next look reads the bucket.
-	conflictMu sync.Mutex
-	conflicted map[string]bool
-}
-
-func (r *recorder) markMissed(dataID string) {
-	r.conflictMu.Lock()
-	defer r.conflictMu.Unlock()
-	if len(r.conflicted) > recordCacheSize {
-		clear(r.conflicted) // only a hint: a lost entry costs one more conflict
-	}
-	r.conflicted[dataID] = true
-}
-
-// missed reports (and forgets) that dataID's last write conflicted.
-func (r *recorder) missed(dataID string) bool {
-	r.conflictMu.Lock()
-	defer r.conflictMu.Unlock()
-	ok := r.conflicted[dataID]
-	delete(r.conflicted, dataID)
-	return ok
 }
 
 func newRecorder(b *bus.Bus, log zerolog.Logger) *recorder {
 	results := result.Store{KV: b.Results, Commit: b.Committer(bus.BucketStream(events.BucketResults)).Publish}
-	return &recorder{b: b, results: results, cache: newRecordCache(), conflicted: map[string]bool{},
-		log: log.With().Str("component", "recorder").Logger()}
+	return &recorder{b: b, results: results, cache: newRecordCache(), log: log.With().Str("component", "recorder").Logger()}
 }
 
 // handle applies one result event. The record carries the sequence of the
@@ -78,11 +53,12 @@ func (r *recorder) handle(ctx context.Context, msg jetstream.Msg) {
 	defer bus.KeepAlive(msg, bus.AssemblerAckWait/4)()
 	defer recoverEvent(msg, log, nil)
 
-	for {
-		err := r.apply(ctx, &ev, seq, log)
+	for reread := false; ; reread = true {
+		err := r.apply(ctx, &ev, seq, reread, log)
 		if errors.Is(err, result.ErrConflict) {
 			// Another recorder wrote this record meanwhile (the partition
-			// moved): read it again; the sequence check sorts out the rest.
+			// moved), or our view of it was stale: read it again; the
+			// sequence check sorts out the rest.
 			continue
 		}
 		if err != nil {
@@ -101,8 +77,8 @@ func (r *recorder) handle(ctx context.Context, msg jetstream.Msg) {
 	_ = msg.Ack()
 }
 
-func (r *recorder) apply(ctx context.Context, ev *result.Event, seq uint64, log zerolog.Logger) error {
-	rec, rev, known, err := r.read(ctx, ev)
+func (r *recorder) apply(ctx context.Context, ev *result.Event, seq uint64, reread bool, log zerolog.Logger) error {
+	rec, rev, known, err := r.read(ctx, ev, reread)
 	if err != nil {
 		return err
 	}
@@ -139,19 +115,22 @@ func (r *recorder) apply(ctx context.Context, ev *result.Event, seq uint64, log 
 }
 
 // read returns the file's record and revision (nil, 0: none yet): from the
-// cache of our own writes, else from the bucket. The first event of a new
-// file (queued, uploading) is not looked up at all: its record cannot exist
-// unless the event is a redelivery, which the create's compare-and-set
-// reports as a conflict, and the retry reads.
+// cache of our own writes, else from the bucket (always, when reread: the
+// last write conflicted). The first event of a new file (queued, uploading)
+// is not looked up at all: its record cannot exist unless the event is a
+// redelivery, which the create's compare-and-set reports as a conflict, and
+// the retry reads.
 //
 // known is false for that guess: until the create succeeds, the file must
 // not be queued for scanning (a late event of a file already final).
-func (r *recorder) read(ctx context.Context, ev *result.Event) (rec *result.Record, rev uint64, known bool, err error) {
-	if rec, rev, ok := r.cache.get(ev.DataID); ok {
-		return rec, rev, true, nil
-	}
-	if first := ev.Kind == result.EventQueued || ev.Kind == result.EventUploading; first && !r.missed(ev.DataID) {
-		return nil, 0, false, nil
+func (r *recorder) read(ctx context.Context, ev *result.Event, reread bool) (rec *result.Record, rev uint64, known bool, err error) {
+	if !reread {
+		if rec, rev, ok := r.cache.get(ev.DataID); ok {
+			return rec, rev, true, nil
+		}
+		if ev.Kind == result.EventQueued || ev.Kind == result.EventUploading {
+			return nil, 0, false, nil
+		}
 	}
 	rec, rev, err = r.results.Get(ctx, ev.DataID)
 	if errors.Is(err, result.ErrNotFound) {
@@ -169,7 +148,6 @@ func (r *recorder) put(ctx context.Context, rec *result.Record, rev uint64) (uin
 		r.cache.put(rec, next)
 	case errors.Is(err, result.ErrConflict):
 		r.cache.drop(rec.Result.DataID)
-		r.markMissed(rec.Result.DataID)
 	}
 	return next, err
 }

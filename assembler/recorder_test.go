@@ -145,20 +145,14 @@ func TestRecorderAnnouncesOnlyFilesWithWebhooks(t *testing.T) {
 	if _, err := done.NextMsg(30 * time.Second); err != nil {
 		t.Fatalf("no scan-done for the file with a callback: %v", err)
 	}
-	waitEmpty := time.Now().Add(30 * time.Second)
-	for {
-		res, err := b.JS.Stream(ctx, events.StreamResults)
+	waitUntil(t, "every event applied and compacted", func() bool {
+		st, err := b.JS.Stream(ctx, events.StreamResults)
 		if err != nil {
-			t.Fatal(err)
+			return false
 		}
-		if info, err := res.Info(ctx); err == nil && info.State.Msgs == 0 {
-			break
-		}
-		if time.Now().After(waitEmpty) {
-			t.Fatal("applied result events were not compacted away")
-		}
-		time.Sleep(10 * time.Millisecond) // polling pace: the loop waits for the empty stream, bounded above
-	}
+		info, err := st.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	})
 	// Every event is acknowledged, so every effect has happened.
 	if rec, _, err := (result.Store{KV: b.Results}).Get(ctx, quiet.Result.DataID); err != nil || !rec.Final() {
 		t.Fatalf("the file without webhooks has no final record: %v", err)
@@ -175,5 +169,64 @@ func TestRecorderAnnouncesOnlyFilesWithWebhooks(t *testing.T) {
 	// file's announcement waits there.
 	if info.State.Msgs != 1 {
 		t.Errorf("SCANS holds %d announcements, want 1 (only the file with a callback)", info.State.Msgs)
+	}
+}
+
+// A recorder whose own copy of a record is stale (another recorder wrote it
+// while it held the partition, e.g. A→B→A) never writes over the newer
+// record: its compare-and-set fails, it reads the record again, and the
+// sequence check and first-final-wins decide. Here the other recorder
+// cancelled the file; the verdict that comes later changes nothing.
+func TestRecorderStaleCopyRereads(t *testing.T) {
+	b := testBus(t)
+	ctx := context.Background()
+	store := result.Store{KV: b.Results}
+	id := ids.New()
+	fc := &events.FileComplete{DataID: id, Size: 3, Priority: events.PriorityNormal, UploadedAt: time.Now()}
+	publishEvent(t, b, &result.Event{Kind: result.EventQueued, DataID: id, File: fc})
+	runAssembler(t, b)
+	var rec *result.Record
+	var rev uint64
+	waitUntil(t, "the queued record", func() bool {
+		var err error
+		rec, rev, err = store.Get(ctx, id)
+		return err == nil
+	})
+
+	// The other recorder: it applied a cancel (at a later sequence) and
+	// wrote over the record this recorder keeps a copy of.
+	other := publishEvent(t, b, &result.Event{Kind: result.EventProgress, DataID: ids.New()}) // takes a sequence
+	cancelled := *rec
+	cancelled.Finish(result.Cancelled, nil, time.Now(), time.Now())
+	cancelled.Seq = other
+	if _, err := store.Put(ctx, &cancelled, rev); err != nil {
+		t.Fatal(err)
+	}
+
+	final := finalRecord(id)
+	publishEvent(t, b, &result.Event{Kind: result.EventFinal, DataID: id, Record: final})
+	waitUntil(t, "every event applied", func() bool {
+		st, err := b.JS.Stream(ctx, events.StreamResults)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	})
+	got, _, err := store.Get(ctx, id)
+	if err != nil || got.Result.ScanResults.ScanAllResultI != result.Cancelled {
+		t.Fatalf("record after the late verdict: %+v %v, want the other recorder's cancel kept", got.Result.ScanResults, err)
+	}
+}
+
+// waitUntil polls cond until it holds, for at most 30 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling pace: the loop waits for cond, bounded above
 	}
 }

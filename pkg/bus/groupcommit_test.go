@@ -133,3 +133,33 @@ func TestCommitterIsolatesRefusedMessages(t *testing.T) {
 		t.Errorf("refusal is %T, want the server's API error", errs[0])
 	}
 }
+
+// With its server gone a committer answers every caller with an error
+// (which ingest turns into 503) instead of leaving them waiting, and
+// stores nothing it did not acknowledge.
+func TestCommitterAnswersWhenJetStreamIsGone(t *testing.T) {
+	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), SyncAlways: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := srv.Connect(t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	b, err := bus.Open(testContext(t), nc, bus.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown()
+	var msgs []*nats.Msg
+	for i := range 50 {
+		msgs = append(msgs, testMsg(fmt.Sprintf("result.0.%d", i), fmt.Sprintf("id-%d", i)))
+	}
+	_, errs := publishConcurrently(t, b.Committer("RESULTS"), msgs)
+	for i, err := range errs {
+		if err == nil {
+			t.Fatalf("message %d acknowledged by a server that is gone", i)
+		}
+	}
+}

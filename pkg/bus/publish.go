@@ -18,29 +18,27 @@ import (
 // acknowledgement; msgID makes a re-publish (a retry, a redelivered
 // handler) a no-op within the stream's duplicate window.
 func (b *Bus) publish(ctx context.Context, subject, msgID string, v any) (*jetstream.PubAck, error) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", subject, err)
-	}
-	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-	msg.Header.Set(events.HeaderMsgID, msgID)
-	ack, err := b.JS.PublishMsg(ctx, msg)
-	if err != nil {
-		return nil, fmt.Errorf("publish %s: %w", subject, b.Check(err))
-	}
-	return ack, nil
+	return b.send(ctx, subject, msgID, v, func(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
+		return b.JS.PublishMsg(ctx, m)
+	})
 }
 
 // commit is publish through the stream's group committer: for the streams
 // every file passes through, where concurrent files share fsyncs.
 func (b *Bus) commit(ctx context.Context, stream, subject, msgID string, v any) (*jetstream.PubAck, error) {
+	return b.send(ctx, subject, msgID, v, b.Committer(stream).Publish)
+}
+
+// send encodes v as a message with msgID and stores it with store.
+func (b *Bus) send(ctx context.Context, subject, msgID string, v any,
+	store func(context.Context, *nats.Msg) (*jetstream.PubAck, error)) (*jetstream.PubAck, error) {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", subject, err)
 	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(events.HeaderMsgID, msgID)
-	ack, err := b.Committer(stream).Publish(ctx, msg)
+	ack, err := store(ctx, msg)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", subject, b.Check(err))
 	}

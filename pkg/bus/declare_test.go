@@ -36,7 +36,7 @@ func startServer(t *testing.T) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
-func testContext(t *testing.T) context.Context {
+func testContext(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx

@@ -1,6 +1,7 @@
 package bus_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -17,7 +18,7 @@ import (
 // groupCommitBus is a bus on a server that fsyncs every write (so callers
 // pile up behind the disk and batches form) with a stream T that allows
 // atomic batches.
-func groupCommitBus(t *testing.T) (*bus.Bus, jetstream.Stream) {
+func groupCommitBus(t testing.TB) (*bus.Bus, jetstream.Stream) {
 	t.Helper()
 	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), SyncAlways: true})
 	if err != nil {
@@ -161,5 +162,47 @@ func TestCommitterAnswersWhenJetStreamIsGone(t *testing.T) {
 		if err == nil {
 			t.Fatalf("message %d acknowledged by a server that is gone", i)
 		}
+	}
+}
+
+// BenchmarkGroupCommit: 64 concurrent writers, each storing its messages
+// one after another (as uploads and recorders do), on a server that fsyncs
+// every write. It reports messages/s for a plain publish each, the
+// committer sending its batches pipelined one by one, and the committer
+// with atomic batches, and their ratios to the plain publish measured in
+// the same run:
+//
+//	go test -run '^$' -bench GroupCommit -benchtime 1x ./pkg/bus/
+func BenchmarkGroupCommit(b *testing.B) {
+	bs, _ := groupCommitBus(b)
+	const writers, each = 64, 50
+	run := func(store func(context.Context, *nats.Msg) (*jetstream.PubAck, error), name string) float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		var wg sync.WaitGroup
+		t0 := time.Now()
+		for w := range writers {
+			wg.Go(func() {
+				for i := range each {
+					m := testMsg(fmt.Sprintf("t.%s.%d.%d", name, w, i), "")
+					if _, err := store(ctx, m); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return writers * each / time.Since(t0).Seconds()
+	}
+	for range b.N {
+		plain := run(func(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) { return bs.JS.PublishMsg(ctx, m) }, "plain")
+		pipelined := run(bus.NewCommitterForBench(bs, 1<<30).Publish, "pipelined")
+		atomic := run(bs.Committer("T").Publish, "atomic")
+		b.ReportMetric(plain, "plain-msgs/s")
+		b.ReportMetric(pipelined, "pipelined-msgs/s")
+		b.ReportMetric(atomic, "atomic-msgs/s")
+		b.ReportMetric(pipelined/plain, "pipelined/plain")
+		b.ReportMetric(atomic/plain, "atomic/plain")
 	}
 }

@@ -206,6 +206,11 @@ func BucketAsset(cfg jetstream.KeyValueConfig, groupCommit bool) Asset {
 		}
 		// nats.go has no such bucket option: switch it on in the stream.
 		s, err := js.Stream(ctx, want.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			// In a cluster the server that answers may not have applied
+			// the assignment it just acknowledged yet.
+			return fmt.Errorf("%w: %w", errSettling, err)
+		}
 		if err != nil {
 			return err
 		}
@@ -268,6 +273,11 @@ func ConsumerAsset(c Consumer) Asset {
 		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 			return &Change{Asset: name, Create: true, apply: func(ctx context.Context, js jetstream.JetStream) error {
 				_, err := js.CreateConsumer(ctx, c.Stream, want)
+				if errors.Is(err, jetstream.ErrStreamNotFound) {
+					// Streams are declared first: this server has not
+					// applied the stream's assignment yet.
+					return fmt.Errorf("%w: %w", errSettling, err)
+				}
 				return err
 			}}, nil
 		}

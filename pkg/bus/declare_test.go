@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/events"
@@ -281,5 +282,52 @@ func TestApplyMigrates(t *testing.T) {
 	}
 	if info.Config.Compression != jetstream.S2Compression {
 		t.Errorf("Apply reset the compression the operator chose")
+	}
+}
+
+// lateView is a cluster server that has not yet applied an assignment it
+// acknowledged: right after a bucket is created, the next look at its
+// stream finds nothing.
+type lateView struct {
+	jetstream.JetStream
+	created, missed bool
+}
+
+func (l *lateView) CreateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	l.created = true
+	return l.JetStream.CreateKeyValue(ctx, cfg)
+}
+
+func (l *lateView) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	if l.created && !l.missed {
+		l.missed = true
+		return nil, jetstream.ErrStreamNotFound
+	}
+	return l.JetStream.Stream(ctx, name)
+}
+
+// A bucket another server has just created and this one cannot see yet is
+// waited for, not reported as a failure: roles starting with their cluster
+// met this.
+func TestDeclareWaitsForBucketJustCreated(t *testing.T) {
+	_, js := startServer(t)
+	ctx := testContext(t)
+	view := &lateView{JetStream: js}
+	asset := bus.BucketAsset(jetstream.KeyValueConfig{Bucket: "late"}, true)
+	err := bus.Wait(ctx, zerolog.Nop(), func(ctx context.Context) error {
+		return bus.Declare(ctx, view, []bus.Asset{asset})
+	})
+	if err != nil {
+		t.Fatalf("Declare: %v", err)
+	}
+	if !view.missed {
+		t.Fatal("the late view was never consulted")
+	}
+	s, err := js.Stream(ctx, "KV_late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.CachedInfo().Config.AllowAtomicPublish {
+		t.Error("the bucket was created without atomic batches")
 	}
 }

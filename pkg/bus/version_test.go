@@ -86,6 +86,8 @@ func TestNotReady(t *testing.T) {
 		{&jetstream.APIError{ErrorCode: jsErrCodeNotAvail, Code: 503, Description: "JetStream system temporarily unavailable"}, true},
 		{&jetstream.APIError{ErrorCode: jsErrCodeNoPeers, Code: 400, Description: "no suitable peers for placement"}, true},
 		{&jetstream.APIError{ErrorCode: 10074, Code: 500, Description: "replicas > 1 not supported in non-clustered mode"}, false},
+		{fmt.Errorf("create bucket hashes: %w: %w", errSettling, jetstream.ErrStreamNotFound), true},
+		{jetstream.ErrStreamNotFound, false},
 		{&DriftError{}, false},
 		{fmt.Errorf("wrapped: %w", &DriftError{}), false},
 		{nats.ErrConnectionClosed, false},

@@ -155,6 +155,11 @@ const (
 	jsErrCodeNotLeader   jetstream.ErrorCode = 10009 // cluster can not handle request
 )
 
+// errSettling marks an asset that was just declared and is not visible yet
+// on the server that answered: a cluster applies assignments on each server
+// in its own time.
+var errSettling = errors.New("just declared, not visible yet")
+
 // notReady tells the errors of a JetStream that is starting up from those
 // of one that answered and refused.
 func notReady(err error) bool {
@@ -166,7 +171,7 @@ func notReady(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, errNotConnected) ||
 		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected) ||
-		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+		errors.Is(err, errSettling) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
 		return true
 	}
 	var apiErr *jetstream.APIError

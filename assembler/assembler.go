@@ -33,6 +33,7 @@ import (
 	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/scangate/scangate/pkg/auth"
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/events"
@@ -537,7 +538,7 @@ func (a *Assembler) prepareComplete(ctx context.Context, st *state) (fc *events.
 	if !s.Chunked || fc.Hashes.SHA256 == "" {
 		return fc, nil, nil
 	}
-	e, err := a.b.Hashes.Get(ctx, events.HashKey("sha256", fc.Hashes.SHA256))
+	e, err := a.b.Hashes.Get(ctx, events.HashKey("sha256", fc.Hashes.SHA256, auth.Token(s.Meta.Username)))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fc, nil, nil
 	}
@@ -545,7 +546,8 @@ func (a *Assembler) prepareComplete(ctx context.Context, st *state) (fc *events.
 		return nil, nil, err
 	}
 	earlier, _, err = a.results.Get(ctx, string(e.Value()))
-	if errors.Is(err, result.ErrNotFound) || (err == nil && (!earlier.Final() || earlier.Meta.Workflow != s.Meta.Workflow)) {
+	if errors.Is(err, result.ErrNotFound) || (err == nil && (!earlier.Final() || earlier.Meta.Workflow != s.Meta.Workflow ||
+		auth.Token(earlier.Meta.Username) != auth.Token(s.Meta.Username))) {
 		return fc, nil, nil
 	}
 	if err != nil {

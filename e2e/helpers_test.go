@@ -26,7 +26,7 @@ import (
 // crash tests run it as a child process (SCANGATE_AS_MAIN=1) and kill it.
 func TestMain(m *testing.M) {
 	if os.Getenv("SCANGATE_AS_MAIN") == "1" {
-		os.Exit(cli.Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+		os.Exit(cli.Run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }

@@ -99,6 +99,7 @@ func TestRetryAfterAndReplay(t *testing.T) {
 	defer receiver.Close()
 	cfg := testConfig(t)
 	cfg.Webhooks.MaxAttempts = 2
+	withAccounts(t, cfg) // replay is for admins
 	n := startNode(t, cfg)
 	id := mustUpload(t, n.URL(""), []byte("hello"), map[string]string{"callbackurl": receiver.URL})
 
@@ -124,6 +125,7 @@ func TestRetryAfterAndReplay(t *testing.T) {
 	before := hits
 	mu.Unlock()
 	req, _ := http.NewRequest(http.MethodPost, n.URL("/file/webhook/"+id+"/replay"), nil)
+	req.Header.Set("apikey", adminKey)
 	if code, out := do(t, req); code != 200 || out[id] != "replaying" {
 		t.Fatalf("replay: %d %v", code, out)
 	}

@@ -252,9 +252,17 @@ func (a *admission) check(ctx context.Context, b *bus.Bus, log zerolog.Logger) a
 
 // admit refuses a new file, before its body is read, while the scan queue
 // is longer than the scanners drain in limits.max_queue_wait (or holds
-// limits.max_queued files): nothing is written for an upload that is
-// refused, and the client is told when to come back.
+// limits.max_queued files), then counts it against its user's scan limit:
+// nothing is written for an upload that is refused, and the client is told
+// when to come back.
 func (s *Server) admit(c *fiber.Ctx) error {
+	if err := s.admitQueue(c); err != nil {
+		return err
+	}
+	return s.checkScanLimit(c)
+}
+
+func (s *Server) admitQueue(c *fiber.Ctx) error {
 	if s.admission.lim == (admissionLimits{}) {
 		return nil
 	}

@@ -25,7 +25,7 @@ func (s *Server) getConverted(c *fiber.Ctx) error {
 	if !ids.Valid(id) {
 		return errNoConverted
 	}
-	rec, _, err := s.results.Get(c.UserContext(), id)
+	rec, _, err := s.getOwn(c, id)
 	if errors.Is(err, result.ErrNotFound) {
 		return errNoConverted
 	}

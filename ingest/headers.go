@@ -58,6 +58,7 @@ func (s *Server) fileMeta(c *fiber.Ctx) (events.FileMeta, error) {
 		UserAgent:        truncate(header(c, "user_agent"), names.MaxBytes),
 		Source:           truncate(header(c, "source"), names.MaxBytes),
 		OriginalFilePath: names.ClientPath(header(c, "original_file_path")),
+		Username:         identity(c).User, // the owner: only they (and admins) see the file
 	}
 	rule := header(c, "rule")
 	if rule == "" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,19 +25,60 @@ const DefaultMaxConnections = 10000
 // Accept is called from one goroutine (fasthttp's Serve loop).
 type listener struct {
 	net.Listener
-	max  int64
-	idle time.Duration
-	log  zerolog.Logger
+	max       int64
+	perClient int
+	idle      time.Duration
+	log       zerolog.Logger
 
 	open      atomic.Int64
+	clientsMu sync.Mutex
+	clients   map[netip.Addr]int // open connections per client address
 	closed    chan struct{}
 	closeOnce sync.Once
 
 	acceptLog, refuseLog rateLimit
 }
 
-func newListener(ln net.Listener, maxConns int, idle time.Duration, log zerolog.Logger) *listener {
-	return &listener{Listener: ln, max: int64(maxConns), idle: idle, log: log, closed: make(chan struct{})}
+func newListener(ln net.Listener, maxConns, perClient int, idle time.Duration, log zerolog.Logger) *listener {
+	return &listener{Listener: ln, max: int64(maxConns), perClient: perClient, idle: idle, log: log,
+		clients: map[netip.Addr]int{}, closed: make(chan struct{})}
+}
+
+// clientAddr is the address connections are counted under: IPv6 clients
+// by their /64, which one host usually has whole.
+func clientAddr(c net.Conn) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	a := ap.Addr().Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		a = p.Addr()
+	}
+	return a, true
+}
+
+// admitClient counts a connection under its client address, refusing it
+// when that client holds its share already. It returns the release.
+func (l *listener) admitClient(c net.Conn) (release func(), ok bool) {
+	a, known := clientAddr(c)
+	if !known {
+		return func() {}, true // not TCP/IP (tests over pipes): nothing to share
+	}
+	l.clientsMu.Lock()
+	defer l.clientsMu.Unlock()
+	if l.clients[a] >= l.perClient {
+		return nil, false
+	}
+	l.clients[a]++
+	return func() {
+		l.clientsMu.Lock()
+		defer l.clientsMu.Unlock()
+		if l.clients[a]--; l.clients[a] <= 0 {
+			delete(l.clients, a)
+		}
+	}, true
 }
 
 const (
@@ -66,10 +108,16 @@ func (l *listener) Accept() (net.Conn, error) {
 		backoff = minAcceptBackoff
 		if l.open.Add(1) > l.max {
 			l.open.Add(-1)
-			l.refuse(c)
+			l.refuse(c, tooBusy, "connection refused: too many open connections")
 			continue
 		}
-		return &clientConn{Conn: c, idle: l.idle, release: func() { l.open.Add(-1) }}, nil
+		releaseClient, ok := l.admitClient(c)
+		if !ok {
+			l.open.Add(-1)
+			l.refuse(c, tooManyFromClient, "connection refused: too many open connections from one client")
+			continue
+		}
+		return &clientConn{Conn: c, idle: l.idle, release: func() { releaseClient(); l.open.Add(-1) }}, nil
 	}
 }
 
@@ -96,14 +144,23 @@ var tooBusy = func() string {
 		"Retry-After: %s\r\nContent-Length: %d\r\n\r\n%s", retryAfter, len(body), body)
 }()
 
-// refuse answers a connection over the cap without reading from it; a
+// tooManyFromClient answers a connection over its client's share
+// (MetaDefender's answer for too many simultaneous clients).
+var tooManyFromClient = func() string {
+	body := `{"err":"exceeded number of allowed clients"}`
+	return fmt.Sprintf("HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: application/json\r\n"+
+		"Retry-After: %s\r\nContent-Length: %d\r\n\r\n%s", retryAfter, len(body), body)
+}()
+
+// refuse answers a connection over a cap without reading from it; a
 // client's socket buffer takes the few bytes, so the write does not wait.
-func (l *listener) refuse(c net.Conn) {
+func (l *listener) refuse(c net.Conn, answer, why string) {
 	if skipped, ok := l.refuseLog.allow(); ok {
-		l.log.Warn().Int64("max_connections", l.max).Int("suppressed", skipped).Msg("connection refused: too many open connections")
+		l.log.Warn().Int64("max_connections", l.max).Int("max_connections_per_client", l.perClient).
+			Str("remote", c.RemoteAddr().String()).Int("suppressed", skipped).Msg(why)
 	}
 	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = io.WriteString(c, tooBusy)
+	_, _ = io.WriteString(c, answer)
 	_ = c.Close()
 }
 

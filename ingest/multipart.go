@@ -102,6 +102,16 @@ func (s *Server) openSession(ctx context.Context, total int64, meta events.FileM
 	return sess, nil
 }
 
+// ownSession is the view of upload session id for the request's user:
+// another user's session is session.ErrNotFound, like an unknown one.
+func (s *Server) ownSession(c *fiber.Ctx, id string) (*session.Session, error) {
+	sess, _, err := s.sessions.Get(c.UserContext(), id)
+	if err == nil && !sees(c, sess.Meta.Username) {
+		return nil, session.ErrNotFound
+	}
+	return sess, err
+}
+
 // waitView waits (bounded by viewWait) for the session view to satisfy cond.
 func (s *Server) waitView(ctx context.Context, id string, cond func(*session.Session) bool) (*session.Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, viewWait)
@@ -146,7 +156,7 @@ func (s *Server) getMultipart(c *fiber.Ctx) error {
 	if !ids.Valid(id) {
 		return errSessionNotFound
 	}
-	sess, _, err := s.sessions.Get(c.UserContext(), id)
+	sess, err := s.ownSession(c, id)
 	if errors.Is(err, session.ErrNotFound) {
 		return errSessionNotFound
 	}
@@ -170,7 +180,7 @@ func (s *Server) deleteMultipart(c *fiber.Ctx) error {
 		return errSessionNotFound
 	}
 	ctx := c.UserContext()
-	sess, _, err := s.sessions.Get(ctx, id)
+	sess, err := s.ownSession(c, id)
 	if errors.Is(err, session.ErrNotFound) {
 		return errSessionNotFound
 	}
@@ -232,8 +242,7 @@ func (s *Server) postPart(c *fiber.Ctx) error {
 	if size != n {
 		return apiError(fiber.StatusBadRequest, "Content-Length must equal the length in content-range.")
 	}
-	ctx := c.UserContext()
-	sess, _, err := s.sessions.Get(ctx, id)
+	sess, err := s.ownSession(c, id)
 	if errors.Is(err, session.ErrNotFound) {
 		return errSessionNotFound
 	}
@@ -415,7 +424,7 @@ func (s *Server) postChunk(c *fiber.Ctx, size int64, declared int64, fileID stri
 		if !ids.Valid(fileID) {
 			return apiError(fiber.StatusBadRequest, "Invalid X-File-ID header.")
 		}
-		cur, _, err := s.sessions.Get(ctx, fileID)
+		cur, err := s.ownSession(c, fileID)
 		if errors.Is(err, session.ErrNotFound) {
 			return apiError(fiber.StatusBadRequest, "Invalid X-File-ID header.")
 		}

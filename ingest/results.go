@@ -13,10 +13,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/scangate/scangate/pkg/auth"
 	"github.com/scangate/scangate/pkg/bus"
+	"github.com/scangate/scangate/pkg/config"
 	"github.com/scangate/scangate/pkg/events"
 	"github.com/scangate/scangate/pkg/hashing"
 	"github.com/scangate/scangate/pkg/ids"
+	"github.com/scangate/scangate/pkg/netguard"
 	"github.com/scangate/scangate/pkg/result"
 	"github.com/scangate/scangate/pkg/stats"
 )
@@ -41,7 +44,7 @@ func (s *Server) sendResult(c *fiber.Ctx, dataID, lookupKey string) error {
 	raw, _, err := s.results.GetRaw(ctx, dataID)
 	if errors.Is(err, result.ErrNotFound) {
 		rec, err := s.pending(ctx, dataID)
-		if errors.Is(err, result.ErrNotFound) {
+		if errors.Is(err, result.ErrNotFound) || err == nil && !sees(c, rec.Meta.Username) {
 			return notFound(c, lookupKey)
 		}
 		if err != nil {
@@ -52,9 +55,12 @@ func (s *Server) sendResult(c *fiber.Ctx, dataID, lookupKey string) error {
 	if err != nil {
 		return err
 	}
-	body, err := result.ResultJSON(raw)
+	body, owner, err := result.OwnedResultJSON(raw)
 	if err != nil {
 		return err
+	}
+	if !sees(c, owner) {
+		return notFound(c, lookupKey)
 	}
 	// Only the result's own top-level field says it is an archive; the
 	// client's metadata is data, never a signal (it may hold any key).
@@ -80,6 +86,26 @@ func (s *Server) lookup(ctx context.Context, dataID string) (*result.Record, err
 		return s.pending(ctx, dataID)
 	}
 	return rec, err
+}
+
+// lookupOwn is lookup for the request's user: another user's file is
+// result.ErrNotFound, exactly like an unknown one.
+func (s *Server) lookupOwn(c *fiber.Ctx, dataID string) (*result.Record, error) {
+	rec, err := s.lookup(c.UserContext(), dataID)
+	if err == nil && !sees(c, rec.Meta.Username) {
+		return nil, result.ErrNotFound
+	}
+	return rec, err
+}
+
+// getOwn is the recorder's record of dataID for the request's user:
+// another user's file is result.ErrNotFound.
+func (s *Server) getOwn(c *fiber.Ctx, dataID string) (*result.Record, uint64, error) {
+	rec, rev, err := s.results.Get(c.UserContext(), dataID)
+	if err == nil && !sees(c, rec.Meta.Username) {
+		return nil, 0, result.ErrNotFound
+	}
+	return rec, rev, err
 }
 
 // pending is the record of a file the recorder has not written yet, made
@@ -144,7 +170,7 @@ func (s *Server) getExtractionErrors(c *fiber.Ctx) error {
 	if !ids.Valid(id) {
 		return apiError(fiber.StatusNotFound, "Not found")
 	}
-	rec, _, err := s.results.Get(c.UserContext(), id)
+	rec, _, err := s.getOwn(c, id)
 	if errors.Is(err, result.ErrNotFound) {
 		return apiError(fiber.StatusNotFound, "Not found")
 	}
@@ -212,14 +238,58 @@ func (s *Server) getHash(c *fiber.Ctx) error {
 	if !ok {
 		return apiError(fiber.StatusBadRequest, "Invalid hash format")
 	}
-	e, err := s.b.Hashes.Get(c.UserContext(), events.HashKey(algo, h))
+	dataID, err := s.findHash(c, algo, h)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return notFound(c, h)
 	}
 	if err != nil {
 		return err
 	}
-	return s.sendResult(c, string(e.Value()), h)
+	return s.sendResult(c, dataID, h)
+}
+
+// findHash looks a digest up in the index of the request's user: the
+// index is per user (one key per user and digest) rather than one entry
+// filtered on read, because one shared "latest" entry would answer a
+// user with nothing once anyone else sent the same bytes. Admins see
+// every user's files: the most recently indexed of them.
+func (s *Server) findHash(c *fiber.Ctx, algo, h string) (string, error) {
+	ctx := c.UserContext()
+	id := identity(c)
+	keys := []string{events.HashKey(algo, h, auth.Token(id.User))}
+	if id.Admin {
+		all, err := s.b.Hashes.ListKeysFiltered(ctx, events.HashKeys(algo, h))
+		if err != nil {
+			return "", err
+		}
+		keys = keys[:0]
+		for k := range all.Keys() {
+			keys = append(keys, k)
+		}
+	}
+	if id.Admin || id.User == config.AnonymousUser {
+		keys = append(keys, events.LegacyHashKey(algo, h)) // indexed before the index was per user
+	}
+	var latest jetstream.KeyValueEntry
+	for _, k := range keys {
+		e, err := s.b.Hashes.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if latest == nil || e.Revision() > latest.Revision() {
+			latest = e
+		}
+		if !id.Admin {
+			break // the user's own entry comes first
+		}
+	}
+	if latest == nil {
+		return "", jetstream.ErrKeyNotFound
+	}
+	return string(latest.Value()), nil
 }
 
 // cancelFile is POST /file/{data_id}/cancel. The cancel is a result event:
@@ -233,7 +303,7 @@ func (s *Server) cancelFile(c *fiber.Ctx) error {
 		return apiError(fiber.StatusNotFound, "Not found")
 	}
 	ctx := c.UserContext()
-	rec, err := s.lookup(ctx, id)
+	rec, err := s.lookupOwn(c, id)
 	if errors.Is(err, result.ErrNotFound) {
 		return apiError(fiber.StatusNotFound, "Not found")
 	}
@@ -280,21 +350,28 @@ func (s *Server) getWebhook(c *fiber.Ctx) error {
 		return apiError(fiber.StatusNotFound, "No callback url set.")
 	}
 	ctx := c.UserContext()
-	if e, err := s.b.Webhooks.Get(ctx, id); err == nil {
-		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-		return c.Send(e.Value())
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return err
-	}
-	rec, err := s.lookup(ctx, id)
+	// The webhook belongs to the file's owner: the file's record says who.
+	rec, err := s.lookupOwn(c, id)
 	if errors.Is(err, result.ErrNotFound) || (err == nil && rec.Meta.CallbackURL == "") {
 		return apiError(fiber.StatusNotFound, "No callback url set.")
 	}
 	if err != nil {
 		return err
 	}
+	if e, err := s.b.Webhooks.Get(ctx, id); err == nil {
+		var st map[string]any
+		if err := json.Unmarshal(e.Value(), &st); err != nil {
+			return err
+		}
+		if u, ok := st["url"].(string); ok {
+			st["url"] = netguard.Redact(u)
+		}
+		return c.JSON(st)
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return err
+	}
 	// Not attempted yet (still scanning, or queued for the notifier).
-	return c.JSON(fiber.Map{"data_id": id, "url": rec.Meta.CallbackURL, "request_time": "", "status_code": 0,
+	return c.JSON(fiber.Map{"data_id": id, "url": netguard.Redact(rec.Meta.CallbackURL), "request_time": "", "status_code": 0,
 		"attempts": 0, "next_attempt": "", "state": "pending"})
 }
 
@@ -361,9 +438,11 @@ func (s *Server) version(c *fiber.Ctx) error {
 
 // replayWebhook is POST /file/webhook/{data_id}/replay: deliveries that
 // settled (delivered, gone, or failed after max_attempts) start again from
-// attempt zero. (An admin operation; it is open while scangate has no
-// accounts.)
+// attempt zero. An admin operation: it sends data again to a receiver.
 func (s *Server) replayWebhook(c *fiber.Ctx) error {
+	if err := requireAdmin(c); err != nil {
+		return err
+	}
 	id := c.Params("id")
 	if !ids.Valid(id) {
 		return apiError(fiber.StatusNotFound, "No callback url set.")

@@ -21,8 +21,10 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/scangate/scangate/pkg/auth"
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
+	"github.com/scangate/scangate/pkg/config"
 	"github.com/scangate/scangate/pkg/result"
 	"github.com/scangate/scangate/pkg/session"
 	"github.com/scangate/scangate/pkg/workflow"
@@ -54,6 +56,16 @@ type Options struct {
 	// MaxConnections caps open HTTP connections; more are answered 503
 	// and closed.
 	MaxConnections int
+	// MaxConnectionsPerClient caps the open connections of one client
+	// address; more are answered 403 and closed.
+	MaxConnectionsPerClient int
+	// Auth is the configured accounts; nil: anonymous only.
+	Auth *auth.Directory
+	// SessionTTL is how long a login session lives unused.
+	SessionTTL time.Duration
+	// ScanLimitWindow is what a user's scan limit counts files in: a
+	// minute (the default) in production, less in tests.
+	ScanLimitWindow time.Duration
 }
 
 // Server is one ingest node.
@@ -71,6 +83,8 @@ type Server struct {
 	parts     inflight // parts being received, for abort cut-off
 	admission admission
 	inline    byteBudget // small files held in memory while committed (upload.go)
+	dir       *auth.Directory
+	logins    auth.Sessions
 }
 
 // New builds the API. Serve starts answering.
@@ -81,8 +95,21 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Server
 	if opts.MaxConnections <= 0 {
 		opts.MaxConnections = DefaultMaxConnections
 	}
+	if opts.MaxConnectionsPerClient <= 0 {
+		opts.MaxConnectionsPerClient = opts.MaxConnections
+	}
+	if opts.Auth == nil {
+		opts.Auth = auth.NewDirectory(config.AuthConfig{Anonymous: true})
+	}
+	if opts.ScanLimitWindow < time.Millisecond {
+		opts.ScanLimitWindow = time.Minute
+	}
+	if opts.SessionTTL <= 0 {
+		opts.SessionTTL = bus.DefaultSessionTTL
+	}
 	s := &Server{b: b, blobs: blobs, results: result.Store{KV: b.Results}, sessions: session.Store{KV: b.Sessions},
-		opts: opts, log: log.With().Str("role", "ingest").Logger()}
+		opts: opts, log: log.With().Str("role", "ingest").Logger(),
+		dir: opts.Auth, logins: auth.Sessions{KV: b.Logins, TTL: opts.SessionTTL}}
 	s.admission.lim = admissionLimits{MaxQueued: opts.MaxQueued, MaxQueueWait: opts.MaxQueueWait}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.app = fiber.New(fiber.Config{
@@ -114,6 +141,7 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Server
 		c.Locals(panicStack, string(debug.Stack())) // logged with the error by errorHandler
 	}}))
 	s.app.Use(s.conns.middleware)
+	s.app.Use(s.authenticate)
 	s.routes(s.app)
 	s.routes(s.app.Group("/v4")) // MetaDefender Cloud style base URL
 	s.app.Use(func(c *fiber.Ctx) error {
@@ -151,6 +179,9 @@ func (s *Server) routes(r fiber.Router) {
 	r.Get("/readyz", s.readyz)
 	r.Get("/livez", s.livez)
 	r.Get("/version", s.version)
+	r.Post("/login", s.postLogin)
+	r.Post("/logout", s.postLogout)
+	r.Get("/admin/license", s.getLicense)
 }
 
 // App exposes the fiber app (tests drive it with app.Test).
@@ -159,7 +190,7 @@ func (s *Server) App() *fiber.App { return s.app }
 // Serve answers on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.log.Info().Str("listen", ln.Addr().String()).Int("max_connections", s.opts.MaxConnections).Msg("ingest listening")
-	return s.app.Listener(newListener(ln, s.opts.MaxConnections, s.opts.IdleTimeout, s.log))
+	return s.app.Listener(newListener(ln, s.opts.MaxConnections, s.opts.MaxConnectionsPerClient, s.opts.IdleTimeout, s.log))
 }
 
 // Shutdown stops accepting requests and waits for those in flight, up to ctx.

@@ -89,6 +89,11 @@ func (n *Notifier) deliver(ctx context.Context, dataID string, t target) (*State
 		return st, 0, err
 	}
 	out := n.attempt(ctx, t, st.WebhookID, body)
+	if out.err != nil {
+		// The state tells the client what kind of failure it was; the
+		// addresses involved are for the operator's eyes only.
+		n.logFor(st).Info().Err(out.err).Msg("webhook attempt failed: detail")
+	}
 	return n.save(ctx, key, st, rev, n.record(st, out, time.Now()))
 }
 
@@ -282,9 +287,9 @@ func (n *Notifier) describe(out outcome) string {
 	case out.err == nil:
 		return fmt.Sprintf("receiver answered %d", out.status)
 	case errors.Is(out.err, context.DeadlineExceeded):
-		return fmt.Sprintf("no answer within %s (webhooks.timeout): %v", n.cfg.Timeout, out.err)
+		return fmt.Sprintf("no answer within %s (webhooks.timeout)", n.cfg.Timeout)
 	}
-	return out.err.Error()
+	return netguard.Describe(out.err)
 }
 
 func refused(err error) bool {
@@ -293,7 +298,7 @@ func refused(err error) bool {
 
 // refusal explains a refused target in the state an integrator will read.
 func (n *Notifier) refusal(err error) string {
-	msg := "target refused, not retried: " + err.Error()
+	msg := "target refused, not retried: " + netguard.Describe(err)
 	if errors.Is(err, netguard.ErrForbidden) && !n.cfg.AllowPrivateTargets {
 		msg += " (loopback, private and link-local targets are allowed only with webhooks.allow_private_targets)"
 	}

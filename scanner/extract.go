@@ -200,7 +200,8 @@ func (x *extraction) scanChild(ctx context.Context, archiveName string, e archiv
 	head = append([]byte(nil), head...)
 	ft := filetype.Detect(head)
 	display := names.ArchivePath(e.Name)
-	meta := events.FileMeta{DisplayName: display, Workflow: x.wf.Name, ArchivePasswords: x.root.Meta.ArchivePasswords}
+	meta := events.FileMeta{DisplayName: display, Workflow: x.wf.Name, ArchivePasswords: x.root.Meta.ArchivePasswords,
+		Username: x.root.Meta.Username} // children belong to whoever sent the archive
 	rec := result.New(id, 0, events.Hashes{}, meta, x.root.UploadedAt, result.InProgress)
 	rec.Result.FileInfo.FileType, rec.Result.FileInfo.FileTypeDescription, rec.Result.FileInfo.FileTypeExtension = ft.MIME, ft.Description, ft.Extension
 

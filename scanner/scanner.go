@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/scangate/scangate/pkg/auth"
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/config"
@@ -360,15 +361,17 @@ func (s *Scanner) commit(ctx context.Context, msg jetstream.Msg, rec *result.Rec
 		Msg("scan done")
 }
 
-// indexHashes points each of the file's hashes at its data_id: the most
-// recent scan of the same bytes answers GET /hash/{hash}. The scanner is
-// the only writer of the hash index.
+// indexHashes points each of the file's hashes at its data_id, in the
+// index of the user who sent it: the most recent scan of the same bytes by
+// that user answers their GET /hash/{hash}. The scanner is the only writer
+// of the hash index.
 func (s *Scanner) indexHashes(ctx context.Context, rec *result.Record) error {
 	fi := rec.Result.FileInfo
+	owner := auth.Token(rec.Meta.Username)
 	keys := make(map[string]string, 4)
 	for algo, h := range map[string]string{"md5": fi.MD5, "sha1": fi.SHA1, "sha256": fi.SHA256, "sha512": fi.SHA512} {
 		if h != "" {
-			keys[events.HashKey(algo, h)] = rec.Result.DataID
+			keys[events.HashKey(algo, h, owner)] = rec.Result.DataID
 		}
 	}
 	if err := s.b.PutAll(ctx, events.BucketHashes, keys); err != nil {

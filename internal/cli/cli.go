@@ -30,6 +30,8 @@ commands:
   migrate     show and apply this configuration's streams, buckets and
               consumers to JetStream (--dry-run: show only). Without --nats
               it works on the embedded store in --data: stop serve first
+  passwd      read a password on stdin, print its bcrypt hash for
+              auth.users[].password_hash
   version     print the version
 
 flags (every command):
@@ -42,7 +44,7 @@ flags (every command):
 
 // Run is main without the process: tests call it directly. It returns the
 // exit code.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -68,6 +70,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		roles = []node.Role{node.Assembler}
 	case "migrate":
 		return migrate(ctx, rest, stdout, stderr)
+	case "passwd":
+		return passwd(stdin, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "scangate: unknown command %q\n\n%s", cmd, usage)
 		return 2

@@ -24,6 +24,7 @@ import (
 	"github.com/scangate/scangate/assembler"
 	"github.com/scangate/scangate/ingest"
 	"github.com/scangate/scangate/notifier"
+	"github.com/scangate/scangate/pkg/auth"
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/config"
@@ -137,15 +138,18 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 			}
 			n.addr = ln.Addr()
 			n.http = ingest.New(n.bus, blobs, ingest.Options{
-				Workflows:             wfs,
-				DiskReserve:           int64(cfg.Limits.DiskReserve),
-				MaxQueued:             cfg.Limits.MaxQueued,
-				MaxQueueWait:          cfg.Limits.MaxQueueWait,
-				MinPartSize:           int64(cfg.Limits.MinPartSize),
-				MaxRanges:             cfg.Limits.MaxRanges,
-				MaxConnections:        cfg.Limits.MaxConnections,
-				AllowPrivateCallbacks: cfg.Webhooks.AllowPrivateTargets,
-				Version:               version,
+				Workflows:               wfs,
+				DiskReserve:             int64(cfg.Limits.DiskReserve),
+				MaxQueued:               cfg.Limits.MaxQueued,
+				MaxQueueWait:            cfg.Limits.MaxQueueWait,
+				MinPartSize:             int64(cfg.Limits.MinPartSize),
+				MaxRanges:               cfg.Limits.MaxRanges,
+				MaxConnections:          cfg.Limits.MaxConnections,
+				MaxConnectionsPerClient: cfg.Limits.MaxConnectionsPerClient,
+				Auth:                    auth.NewDirectory(cfg.Auth),
+				SessionTTL:              cfg.Auth.SessionTTL,
+				AllowPrivateCallbacks:   cfg.Webhooks.AllowPrivateTargets,
+				Version:                 version,
 			}, n.log)
 			n.goRun("ingest", func() error { return n.http.Serve(ln) })
 		}
@@ -207,9 +211,17 @@ func (n *Node) connect(ctx context.Context) error {
 		openCtx, cancel = context.WithTimeout(ctx, 60*time.Second)
 		defer cancel()
 	}
-	n.bus, err = bus.Open(openCtx, n.nc, bus.Options{Replicas: cfg.NATS.Replicas, MaxQueued: cfg.Limits.MaxQueued,
-		Partitions: cfg.Assembler.Partitions, Log: n.log})
+	o := BusOptions(cfg)
+	o.Log = n.log
+	n.bus, err = bus.Open(openCtx, n.nc, o)
 	return err
+}
+
+// BusOptions is the JetStream topology cfg declares. Every role of a
+// deployment declares the same, whichever roles it runs.
+func BusOptions(cfg *config.Config) bus.Options {
+	return bus.Options{Replicas: cfg.NATS.Replicas, MaxQueued: cfg.Limits.MaxQueued,
+		Partitions: cfg.Assembler.Partitions, SessionTTL: cfg.Auth.SessionTTL}
 }
 
 // blobStore opens the configured blob store: local sparse files, or a

@@ -104,6 +104,9 @@ type Options struct {
 	MaxQueued  int64          // files waiting for a scanner before uploads are refused (ingest checks it)
 	Partitions int            // upload partitions, each owned by one assembler at a time
 	Log        zerolog.Logger // Open says here why it is still waiting for JetStream
+	// SessionTTL is the max age of login sessions (auth.session_ttl): one
+	// not used for this long is gone.
+	SessionTTL time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -112,6 +115,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Partitions < 1 {
 		o.Partitions = DefaultPartitions
+	}
+	if o.SessionTTL <= 0 {
+		o.SessionTTL = DefaultSessionTTL
 	}
 	return o
 }
@@ -125,6 +131,7 @@ type Bus struct {
 	Webhooks jetstream.KeyValue
 	Sessions jetstream.KeyValue
 	Nodes    jetstream.KeyValue
+	Logins   jetstream.KeyValue
 	Opts     Options
 
 	streams    sync.Map // name → jetstream.Stream, see stream
@@ -233,6 +240,8 @@ func (b *Bus) bind(ctx context.Context) error {
 			b.Sessions = kv
 		case events.BucketNodes:
 			b.Nodes = kv
+		case events.BucketLogins:
+			b.Logins = kv
 		}
 	}
 	return nil
@@ -322,8 +331,25 @@ func Streams(o Options) []jetstream.StreamConfig {
 			Replicas:   o.Replicas,
 			Duplicates: 10 * time.Minute,
 		},
+		{
+			// Scan limits: one counter per user and minute. Memory is
+			// enough: a restart that forgets the current minute's counts
+			// only forgives it.
+			Name:            events.StreamLimits,
+			Subjects:        []string{events.LimitsSubjects},
+			Retention:       jetstream.LimitsPolicy,
+			Storage:         jetstream.MemoryStorage,
+			Replicas:        o.Replicas,
+			MaxAge:          2 * time.Minute,
+			Duplicates:      2 * time.Minute, // the server's default, stated so declarations compare equal
+			AllowMsgCounter: true,
+		},
 	}
 }
+
+// DefaultSessionTTL is how long a login session lives unused when Options
+// leave it unset.
+const DefaultSessionTTL = time.Hour
 
 // Scanner heartbeat and redelivery tuning. A scanner that dies holds its file
 // for at most ScanAckWait, so a peer takes it within seconds; a live one
@@ -465,6 +491,11 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 		func() jetstream.KeyValueConfig {
 			c := kv(events.BucketNodes, "live scanners and their engines")
 			c.TTL = NodeTTL
+			return c
+		}(),
+		func() jetstream.KeyValueConfig {
+			c := kv(events.BucketLogins, "login sessions by sha256 of their id")
+			c.TTL = o.SessionTTL
 			return c
 		}(),
 	}

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/dustin/go-humanize"
 	"go.yaml.in/yaml/v3"
 
@@ -40,7 +42,46 @@ type Config struct {
 	Webhooks  WebhooksConfig  `yaml:"webhooks"`
 	Workflows []Workflow      `yaml:"workflows"`
 	Debug     DebugConfig     `yaml:"debug"`
+	Auth      AuthConfig      `yaml:"auth"`
 }
+
+// AuthConfig is who may use the API and how much.
+type AuthConfig struct {
+	// Anonymous lets requests without an apikey act as the user
+	// "anonymous". A key that is sent must be valid either way.
+	Anonymous bool `yaml:"anonymous"`
+	// SessionTTL is how long a login session lives after its last use.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+	// ScanLimit is files per minute per user (0: no limit); a user's own
+	// scan_limit overrides it. Anonymous requests share one limit.
+	ScanLimit int    `yaml:"scan_limit"`
+	Users     []User `yaml:"users"`
+}
+
+// User is one account.
+type User struct {
+	Name string `yaml:"name"`
+	Role string `yaml:"role"` // admin | user
+	// PasswordHash is a bcrypt hash (scangate passwd); empty: no login,
+	// API keys only.
+	PasswordHash string   `yaml:"password_hash"`
+	APIKeys      []string `yaml:"apikeys"`
+	// ScanLimit overrides auth.scan_limit for this user when set; 0 here
+	// means unlimited, and leaving it out takes the default.
+	ScanLimit *int `yaml:"scan_limit"`
+}
+
+// Roles.
+const (
+	RoleAdmin = "admin"
+	RoleUser  = "user"
+)
+
+// AnonymousUser is who requests without an apikey act as.
+const AnonymousUser = "anonymous"
+
+// MinAPIKeyLength keeps static keys out of guessing range.
+const MinAPIKeyLength = 16
 
 // DebugConfig holds what operators switch on to look inside a live node.
 type DebugConfig struct {
@@ -90,6 +131,9 @@ type LimitsConfig struct {
 	MinPartSize    ByteSize      `yaml:"min_part_size"`
 	MaxRanges      int           `yaml:"max_ranges"`
 	MaxConnections int           `yaml:"max_connections"`
+	// MaxConnectionsPerClient caps the open connections of one client
+	// address, so no single client holds every connection.
+	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
 	// Memory is the Go runtime's soft memory limit for the process (0:
 	// none, or GOMEMLIMIT). The garbage collector works harder as the heap
 	// nears it instead of letting it grow to twice what is live, which is
@@ -381,6 +425,10 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxConnections < 1 {
 		bad("limits.max_connections: must be at least 1")
 	}
+	if c.Limits.MaxConnectionsPerClient < 1 {
+		bad("limits.max_connections_per_client: must be at least 1")
+	}
+	errs = append(errs, c.Auth.validate()...)
 	if c.Scanner.Workers < 1 {
 		bad("scanner.workers: must be at least 1")
 	}
@@ -472,4 +520,52 @@ func WebhookKey(secret string) ([]byte, error) {
 		return nil, errors.New("want whsec_ followed by base64 of at least 16 random bytes")
 	}
 	return key, nil
+}
+
+func (a *AuthConfig) validate() []error {
+	var errs []error
+	bad := func(format string, v ...any) { errs = append(errs, fmt.Errorf(format, v...)) }
+	if a.SessionTTL < time.Minute {
+		bad("auth.session_ttl: want at least 1m, got %v", a.SessionTTL)
+	}
+	if a.ScanLimit < 0 {
+		bad("auth.scan_limit: must not be negative (0: no limit)")
+	}
+	names := map[string]bool{}
+	keys := map[string]bool{}
+	for i, u := range a.Users {
+		where := fmt.Sprintf("auth.users[%d]", i)
+		switch {
+		case u.Name == "":
+			bad("%s.name: must not be empty", where)
+		case u.Name == AnonymousUser:
+			bad("%s.name: %q is reserved for requests without an apikey", where, u.Name)
+		case len(u.Name) > 64 || strings.ContainsFunc(u.Name, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+			bad("%s.name: at most 64 bytes, no control characters", where)
+		case names[u.Name]:
+			bad("%s.name: %q appears twice", where, u.Name)
+		}
+		names[u.Name] = true
+		if u.Role != RoleAdmin && u.Role != RoleUser {
+			bad("%s.role: want admin or user, got %q", where, u.Role)
+		}
+		if u.PasswordHash != "" {
+			if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
+				bad("%s.password_hash: not a bcrypt hash (make one with `scangate passwd`): %v", where, err)
+			}
+		}
+		for j, k := range u.APIKeys {
+			switch {
+			case len(k) < MinAPIKeyLength:
+				bad("%s.apikeys[%d]: want at least %d characters", where, j, MinAPIKeyLength)
+			case keys[k]:
+				bad("%s.apikeys[%d]: the same key is configured twice", where, j)
+			}
+			keys[k] = true
+		}
+		if u.ScanLimit != nil && *u.ScanLimit < 0 {
+			bad("%s.scan_limit: must not be negative (0: no limit)", where)
+		}
+	}
+	return errs
 }

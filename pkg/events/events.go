@@ -20,6 +20,10 @@ const (
 	// result.<partition>.<data_id>. Its consumer, the recorder, is the only
 	// writer of the results bucket.
 	StreamResults = "RESULTS"
+	// StreamLimits holds per-user scan counters (limit.<user>.<minute>):
+	// JetStream counters in memory, so every ingest node counts against
+	// the same total without a read-modify-write.
+	StreamLimits = "LIMITS"
 )
 
 // KV buckets.
@@ -29,6 +33,7 @@ const (
 	BucketSessions = "sessions" // data_id → upload session status (written by the assembler only)
 	BucketNodes    = "nodes"    // scanner.<id> → live scanner and its engines (entries expire)
 	BucketWebhooks = "webhooks" // <data_id> (callbackurl), <data_id>.sanitized → webhook delivery state
+	BucketLogins   = "logins"   // sha256(session_id) → login session (written by ingest; entries expire)
 )
 
 // Durable consumers.
@@ -120,8 +125,28 @@ func CancelSubject(dataID string) string { return "scan.cancel." + dataID }
 // CancelSubjects matches every CancelSubject.
 const CancelSubjects = "scan.cancel.*"
 
-// HashKey is the hashes-bucket key of a hex digest ("sha256.<hex>").
-func HashKey(algo, hexDigest string) string { return algo + "." + strings.ToLower(hexDigest) }
+// HashKey is the hashes-bucket key of a hex digest for one user
+// ("sha256.<hex>.<user token>", see auth.Token): each user's lookups and
+// de-duplication find only that user's files.
+func HashKey(algo, hexDigest, userToken string) string {
+	return algo + "." + strings.ToLower(hexDigest) + "." + userToken
+}
+
+// HashKeys matches a digest's keys of every user (admin lookups).
+func HashKeys(algo, hexDigest string) string { return algo + "." + strings.ToLower(hexDigest) + ".*" }
+
+// LegacyHashKey is the key the hash index used before it was per user;
+// such entries belong to anonymous until they expire.
+func LegacyHashKey(algo, hexDigest string) string { return algo + "." + strings.ToLower(hexDigest) }
+
+// LimitSubject counts one user's files in one window (the window's
+// number since the Unix epoch).
+func LimitSubject(userToken string, window int64) string {
+	return "limit." + userToken + "." + strconv.FormatInt(window, 10)
+}
+
+// LimitsSubjects matches every LimitSubject.
+const LimitsSubjects = "limit.>"
 
 // Header names on JetStream messages.
 const (

@@ -6,8 +6,12 @@
 package netguard
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -158,4 +162,54 @@ func control(network, address string, c syscall.RawConn) error {
 		return fmt.Errorf("%w: %w", ErrForbidden, err)
 	}
 	return nil
+}
+
+// Redact is raw as scangate shows it back: without userinfo, query string
+// or fragment, which commonly carry tokens (a callback URL's ?token=).
+// What cannot be parsed is not shown at all.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	return u.String()
+}
+
+// Describe says why a request to a target failed in words fit for the
+// client who named the target: the kind of failure, never the addresses
+// a name resolved to or that were refused (those reveal the network
+// scangate runs in, and belong in operators' logs only).
+func Describe(err error) string {
+	var dnsErr *net.DNSError
+	var certErr *tls.CertificateVerificationError
+	var hostErr x509.HostnameError
+	var unknownAuth x509.UnknownAuthorityError
+	var recordErr tls.RecordHeaderError
+	var timeout interface{ Timeout() bool }
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrForbidden):
+		return "the target is a loopback, private or link-local address"
+	case errors.Is(err, ErrInvalidURL):
+		return "the target URL is invalid"
+	case errors.As(err, &dnsErr):
+		return "the target's host name could not be resolved"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "the target refused the connection"
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
+		return "the target reset the connection"
+	case errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
+		return "the target is unreachable"
+	case errors.As(err, &certErr) || errors.As(err, &hostErr) || errors.As(err, &unknownAuth):
+		return "the target's TLS certificate is not valid for it"
+	case errors.As(err, &recordErr):
+		return "the target does not speak TLS"
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &timeout) && timeout.Timeout():
+		return "the target did not answer in time"
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return "the target closed the connection without an answer"
+	}
+	return "the request to the target failed"
 }

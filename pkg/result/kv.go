@@ -55,11 +55,21 @@ func (s Store) Wait(ctx context.Context, dataID string, cond func(*Record) bool)
 // ResultJSON extracts the public result from a stored record without a
 // full decode.
 func ResultJSON(raw []byte) (json.RawMessage, error) {
+	body, _, err := OwnedResultJSON(raw)
+	return body, err
+}
+
+// OwnedResultJSON extracts the public result and the user it belongs to
+// (meta.username) from a stored record without a full decode.
+func OwnedResultJSON(raw []byte) (body json.RawMessage, owner string, err error) {
 	var r struct {
 		Result json.RawMessage `json:"result"`
+		Meta   struct {
+			Username string `json:"username"`
+		} `json:"meta"`
 	}
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return r.Result, nil
+	return r.Result, r.Meta.Username, nil
 }

@@ -520,3 +520,32 @@ func TestSyncInterval(t *testing.T) {
 		}
 	}
 }
+
+func TestAuthValidation(t *testing.T) {
+	neg := -1
+	for _, c := range []struct {
+		users []User
+		want  string
+	}{
+		{[]User{{Name: "", Role: RoleUser}}, "name: must not be empty"},
+		{[]User{{Name: AnonymousUser, Role: RoleUser}}, "reserved"},
+		{[]User{{Name: "a", Role: RoleUser}, {Name: "a", Role: RoleUser}}, "appears twice"},
+		{[]User{{Name: "a", Role: "root"}}, "want admin or user"},
+		{[]User{{Name: "a", Role: RoleUser, PasswordHash: "plaintext"}}, "not a bcrypt hash"},
+		{[]User{{Name: "a", Role: RoleUser, APIKeys: []string{"short"}}}, "at least 16"},
+		{[]User{{Name: "a", Role: RoleUser, APIKeys: []string{"0123456789abcdef"}}, {Name: "b", Role: RoleUser, APIKeys: []string{"0123456789abcdef"}}}, "configured twice"},
+		{[]User{{Name: "a", Role: RoleUser, ScanLimit: &neg}}, "scan_limit"},
+	} {
+		cfg := Default()
+		cfg.Auth.Users = c.users
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("users %+v: %v, want %q", c.users, err, c.want)
+		}
+	}
+	cfg := Default()
+	cfg.Auth.SessionTTL = time.Second
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "auth.session_ttl") {
+		t.Errorf("session_ttl 1s: %v", err)
+	}
+}

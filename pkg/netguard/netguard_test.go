@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -232,5 +233,54 @@ func TestClientDoesNotFollowRedirects(t *testing.T) {
 	}
 	if n := targetHits.Load(); n != 0 {
 		t.Errorf("redirect target got %d requests, want none", n)
+	}
+}
+
+// What a client reads back about its webhook names no address: neither
+// the one its host name resolved to nor the one that was refused.
+func TestDescribeHidesAddresses(t *testing.T) {
+	srv, _ := receiver(t)
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	// "localhost" resolves to loopback: refused by the guard.
+	refused := post(NewClient(false, 2*time.Second), "http://localhost:"+strconv.Itoa(port)+"/")
+	// Nothing listens on a closed port: connection refused.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := ln.Addr().String()
+	ln.Close()
+	dialFailed := post(NewClient(true, 2*time.Second), "http://"+closed+"/")
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{refused, "loopback, private or link-local"},
+		{dialFailed, "refused the connection"},
+		{&net.DNSError{Err: "no such host", Name: "internal.corp", Server: "10.0.0.53:53"}, "could not be resolved"},
+	} {
+		if c.err == nil {
+			t.Fatalf("no error to describe (want %q)", c.want)
+		}
+		got := Describe(c.err)
+		if !strings.Contains(got, c.want) {
+			t.Errorf("Describe(%v) = %q, want %q", c.err, got, c.want)
+		}
+		for _, leak := range []string{"127.0.0.1", "::1", "10.0.0.53", closed, "internal.corp"} {
+			if strings.Contains(got, leak) {
+				t.Errorf("Describe(%v) = %q reveals %s", c.err, got, leak)
+			}
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for raw, want := range map[string]string{
+		"https://hooks.example.com/in?token=s3cret":     "https://hooks.example.com/in",
+		"https://user:pw@hooks.example.com/in#frag":     "https://hooks.example.com/in",
+		"http://hooks.example.com:8080/a/b?":            "http://hooks.example.com:8080/a/b",
+		"https://hooks.example.com/p%20q?x=1&token=abc": "https://hooks.example.com/p%20q",
+		"%zz": "",
+	} {
+		if got := Redact(raw); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", raw, got, want)
+		}
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,6 +39,7 @@ import (
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/events"
 	"github.com/scangate/scangate/pkg/hashing"
+	"github.com/scangate/scangate/pkg/metrics"
 	"github.com/scangate/scangate/pkg/result"
 	"github.com/scangate/scangate/pkg/session"
 )
@@ -50,6 +52,8 @@ type Options struct {
 	// fires. Ingest refuses parts from the deadline on; the grace covers a
 	// part that passed that check a moment before and is still being written.
 	ExpiryGrace time.Duration
+	// Metrics gets the open-sessions gauge (nil: none).
+	Metrics *metrics.Metrics
 }
 
 // Assembler owns upload sessions and, through its recorder, results.
@@ -62,6 +66,7 @@ type Assembler struct {
 	opts     Options
 	log      zerolog.Logger
 	rec      *recorder
+	open     atomic.Int64 // sessions in bbolt: the ones this assembler holds open
 }
 
 // state is what bbolt keeps per session: the shared view plus what only
@@ -108,8 +113,12 @@ func New(b *bus.Bus, blobs blob.Store, dbPath string, opts Options, log zerolog.
 	if err != nil {
 		return nil, fmt.Errorf("assembler state %s: %w", dbPath, err)
 	}
+	var cached int
 	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketSessions)
+		b, err := tx.CreateBucketIfNotExists(bucketSessions)
+		if err == nil {
+			cached = b.Stats().KeyN // once; save and the sweep keep the count after
+		}
 		return err
 	}); err != nil {
 		db.Close()
@@ -119,8 +128,11 @@ func New(b *bus.Bus, blobs blob.Store, dbPath string, opts Options, log zerolog.
 		opts.ExpiryGrace = 5 * time.Second
 	}
 	log = log.With().Str("role", "assembler").Logger()
-	return &Assembler{b: b, blobs: blobs, db: db, sessions: session.Store{KV: b.Sessions},
-		results: result.Store{KV: b.Results}, opts: opts, log: log, rec: newRecorder(b, log)}, nil
+	a := &Assembler{b: b, blobs: blobs, db: db, sessions: session.Store{KV: b.Sessions},
+		results: result.Store{KV: b.Results}, opts: opts, log: log, rec: newRecorder(b, log)}
+	a.open.Store(int64(cached))
+	opts.Metrics.WatchAssemblerSessions(func() float64 { return float64(a.open.Load()) })
+	return a, nil
 }
 
 // Run consumes every upload and results partition until ctx ends, then
@@ -609,17 +621,30 @@ func (a *Assembler) load(dataID string) (*state, error) {
 // save records st; ended sessions are dropped from the cache (their
 // outcome lives in the shared view and the results).
 func (a *Assembler) save(st *state) error {
-	return a.db.Update(func(tx *bolt.Tx) error {
+	var delta int64
+	err := a.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSessions)
+		key := []byte(st.Session.DataID)
+		had := b.Get(key) != nil
 		if st.Session.Status != session.Uploading {
-			return b.Delete([]byte(st.Session.DataID))
+			if had {
+				delta = -1
+			}
+			return b.Delete(key)
 		}
 		v, err := json.Marshal(st)
 		if err != nil {
 			return err
 		}
-		return b.Put([]byte(st.Session.DataID), v)
+		if !had {
+			delta = 1
+		}
+		return b.Put(key, v)
 	})
+	if err == nil {
+		a.open.Add(delta)
+	}
+	return err
 }
 
 // cacheSweepEvery is how often the cache is checked for sessions that
@@ -652,9 +677,17 @@ func (a *Assembler) sweepCache(ctx context.Context) {
 		if view != nil && view.Status == session.Uploading {
 			continue
 		}
-		if err := a.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSessions).Delete([]byte(id)) }); err != nil {
+		had := false
+		if err := a.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketSessions)
+			had = b.Get([]byte(id)) != nil
+			return b.Delete([]byte(id))
+		}); err != nil {
 			a.log.Warn().Err(err).Str("data_id", id).Msg("cache sweep: dropping an ended session failed")
 			continue
+		}
+		if had {
+			a.open.Add(-1)
 		}
 		dropped++
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/scangate/scangate/pkg/events"
 	"github.com/scangate/scangate/pkg/ids"
+	"github.com/scangate/scangate/pkg/metrics"
 	"github.com/scangate/scangate/pkg/rangeset"
 	"github.com/scangate/scangate/pkg/session"
 )
@@ -146,6 +147,7 @@ func (s *Server) postMultipart(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	setDataID(c, sess.DataID)
 	return c.JSON(fiber.Map{"data_id": sess.DataID})
 }
 
@@ -320,6 +322,7 @@ func (s *Server) storePart(c *fiber.Ctx, sess *session.Session, off, n int64) er
 		return s.queueError(err, log)
 	}
 	log.Debug().Msg("part stored")
+	s.opts.Metrics.Upload(metrics.UploadPart, n)
 	return nil
 }
 
@@ -448,6 +451,7 @@ func (s *Server) postChunk(c *fiber.Ctx, size int64, declared int64, fileID stri
 	if err := s.checkDisk(2 * size); err != nil { // staged, then appended
 		return err
 	}
+	setDataID(c, sess.DataID)
 	log := s.log.With().Str("data_id", sess.DataID).Int64("len", size).Logger()
 	staged := sess.DataID + ".c" + ids.New()[:15]
 	if _, err := s.receive(c, sess, staged, 0, size, log); err != nil {
@@ -472,6 +476,7 @@ func (s *Server) postChunk(c *fiber.Ctx, size int64, declared int64, fileID stri
 	if err := refuseClosed(applied); err != nil {
 		return err
 	}
+	s.opts.Metrics.Upload(metrics.UploadChunk, size)
 	if applied.Status != session.Complete {
 		return c.JSON(fiber.Map{"data_id": sess.DataID})
 	}

@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scangate/scangate/pkg/auth"
@@ -18,6 +16,7 @@ import (
 	"github.com/scangate/scangate/pkg/config"
 	"github.com/scangate/scangate/pkg/events"
 	"github.com/scangate/scangate/pkg/hashing"
+	"github.com/scangate/scangate/pkg/health"
 	"github.com/scangate/scangate/pkg/ids"
 	"github.com/scangate/scangate/pkg/netguard"
 	"github.com/scangate/scangate/pkg/result"
@@ -389,42 +388,19 @@ func (s *Server) getRules(c *fiber.Ctx) error {
 	return c.JSON(out)
 }
 
+// ReadyChecks are this node's readiness conditions: the bus, the disk
+// reserve, and those of the other roles in its process (Options.ReadyChecks).
+// The ops address answers /readyz with the same checks.
+func (s *Server) ReadyChecks() []health.Check {
+	checks := append(health.Bus(s.b), health.Check{Name: "disk", Run: func(context.Context) error { return s.checkDisk(0) }})
+	return append(checks, s.opts.ReadyChecks...)
+}
+
 // readyz is GET /readyz: 200 when this node can take uploads (NATS and
-// JetStream answer, the disk has room), else 503.
+// JetStream answer, the disk has room, the engines of a scanner in this
+// process answer), else 503.
 func (s *Server) readyz(c *fiber.Ctx) error {
-	checks := map[string]string{}
-	ok := true
-	fail := func(name string, err error) {
-		ok = false
-		checks[name] = err.Error()
-	}
-	if s.b.NC.Status() != nats.CONNECTED {
-		fail("nats", errors.New(strings.ToLower(s.b.NC.Status().String())))
-	} else {
-		checks["nats"] = "ok"
-	}
-	if _, err := s.b.JS.Stream(c.UserContext(), events.StreamFiles); err != nil {
-		fail("jetstream", err)
-	} else {
-		checks["jetstream"] = "ok"
-	}
-	if err := s.b.StoreFailure(); err != nil {
-		fail("store", err)
-	} else {
-		checks["store"] = "ok"
-	}
-	if err := s.checkDisk(0); err != nil {
-		fail("disk", err)
-	} else {
-		checks["disk"] = "ok"
-	}
-	status, body := fiber.StatusOK, fiber.Map{"status": "ok"}
-	if !ok {
-		status, body["status"] = fiber.StatusServiceUnavailable, "unavailable"
-	}
-	if c.Query("verbose") == "true" {
-		body["checks"] = checks
-	}
+	status, body := health.Run(c.UserContext(), s.ReadyChecks()).Answer(c.Query("verbose") == "true")
 	return c.Status(status).JSON(body)
 }
 

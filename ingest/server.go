@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,6 +26,8 @@ import (
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/config"
+	"github.com/scangate/scangate/pkg/health"
+	"github.com/scangate/scangate/pkg/metrics"
 	"github.com/scangate/scangate/pkg/result"
 	"github.com/scangate/scangate/pkg/session"
 	"github.com/scangate/scangate/pkg/workflow"
@@ -66,6 +69,11 @@ type Options struct {
 	// ScanLimitWindow is what a user's scan limit counts files in: a
 	// minute (the default) in production, less in tests.
 	ScanLimitWindow time.Duration
+	// Metrics records this node's series and serves GET /metrics (nil: none).
+	Metrics *metrics.Metrics
+	// ReadyChecks are the other roles' readiness checks in this process
+	// (a scanner's clamd), added to /readyz.
+	ReadyChecks []health.Check
 }
 
 // Server is one ingest node.
@@ -137,6 +145,7 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Server
 		}
 		finishBody(ctx)
 	}
+	s.app.Use(s.accessLog()) // outermost: request id, metrics and access log see every answer (accesslog.go)
 	s.app.Use(recover.New(recover.Config{EnableStackTrace: true, StackTraceHandler: func(c *fiber.Ctx, _ any) {
 		c.Locals(panicStack, string(debug.Stack())) // logged with the error by errorHandler
 	}}))
@@ -144,6 +153,7 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Server
 	s.app.Use(s.authenticate)
 	s.routes(s.app)
 	s.routes(s.app.Group("/v4")) // MetaDefender Cloud style base URL
+	s.app.Get("/metrics", adaptor.HTTPHandler(opts.Metrics.Handler()))
 	s.app.Use(func(c *fiber.Ctx) error {
 		// No route took the request. Past the last handler fiber reports
 		// 405, with an Allow header, when the path has routes for other

@@ -18,6 +18,7 @@ import (
 	"github.com/scangate/scangate/pkg/events"
 	"github.com/scangate/scangate/pkg/hashing"
 	"github.com/scangate/scangate/pkg/ids"
+	"github.com/scangate/scangate/pkg/metrics"
 	"github.com/scangate/scangate/pkg/result"
 )
 
@@ -64,6 +65,7 @@ func (s *Server) postFile(c *fiber.Ctx) error {
 	}
 
 	dataID := ids.New()
+	setDataID(c, dataID)
 	log := s.log.With().Str("data_id", dataID).Logger()
 	uploadedAt := time.Now()
 	h := hashing.New()
@@ -108,6 +110,7 @@ func (s *Server) postFile(c *fiber.Ctx) error {
 		return s.queueError(err, log)
 	}
 	log.Info().Int64("size", size).Str("workflow", meta.Workflow).Str("sha256", fc.Hashes.SHA256).Msg("file accepted")
+	s.opts.Metrics.Upload(metrics.UploadFile, size)
 	return c.JSON(fiber.Map{"data_id": dataID})
 }
 

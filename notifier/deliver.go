@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/scangate/scangate/pkg/metrics"
 	"github.com/scangate/scangate/pkg/netguard"
 )
 
@@ -136,8 +137,22 @@ func (n *Notifier) save(ctx context.Context, key string, st *State, rev uint64, 
 	if _, err := saveState(ctx, n.b.Webhooks, key, st, rev); err != nil {
 		return st, 0, err
 	}
+	n.metrics.Webhook(st.Kind, outcomeLabel(st))
 	n.logOutcome(st, retryIn)
 	return st, retryIn, nil
+}
+
+// outcomeLabel names st's latest outcome for the delivery metrics.
+func outcomeLabel(st *State) string {
+	switch st.State {
+	case StateDelivered:
+		return metrics.WebhookDelivered
+	case StateGone:
+		return metrics.WebhookGone
+	case StateFailed:
+		return metrics.WebhookFailed
+	}
+	return metrics.WebhookRetry
 }
 
 // newState is the state of a delivery nobody has attempted yet.

@@ -27,6 +27,7 @@ import (
 	"github.com/scangate/scangate/pkg/config"
 	"github.com/scangate/scangate/pkg/events"
 	"github.com/scangate/scangate/pkg/ids"
+	"github.com/scangate/scangate/pkg/metrics"
 	"github.com/scangate/scangate/pkg/netguard"
 	"github.com/scangate/scangate/pkg/result"
 )
@@ -51,6 +52,7 @@ type Notifier struct {
 	key     []byte // webhooks.secret decoded; nil: deliveries are not signed
 	blobs   blob.Store
 	hosts   hostSlots
+	metrics *metrics.Metrics // nil: none
 }
 
 // Option configures a Notifier.
@@ -59,6 +61,9 @@ type Option func(*Notifier)
 // WithBlobs gives the notifier the blob store, so it can deliver sanitized
 // files to sanitizedurl targets.
 func WithBlobs(s blob.Store) Option { return func(n *Notifier) { n.blobs = s } }
+
+// WithMetrics has the notifier count delivery outcomes in m.
+func WithMetrics(m *metrics.Metrics) Option { return func(n *Notifier) { n.metrics = m } }
 
 // New checks cfg and prepares a notifier on b.
 func New(b *bus.Bus, cfg config.WebhooksConfig, log zerolog.Logger, opts ...Option) (*Notifier, error) {

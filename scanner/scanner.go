@@ -29,6 +29,7 @@ import (
 	"github.com/scangate/scangate/pkg/config"
 	"github.com/scangate/scangate/pkg/events"
 	"github.com/scangate/scangate/pkg/ids"
+	"github.com/scangate/scangate/pkg/metrics"
 	"github.com/scangate/scangate/pkg/result"
 	"github.com/scangate/scangate/pkg/stats"
 	"github.com/scangate/scangate/pkg/workflow"
@@ -61,6 +62,9 @@ type Options struct {
 	// dictionaries and windows, decoded images, PDFs); 0 means
 	// DefaultMemoryBudget.
 	MemoryBudget int64
+
+	// Metrics records verdicts and engine times (nil: none).
+	Metrics *metrics.Metrics
 }
 
 // NamedEngine is an engine under the name workflows use for it.
@@ -353,6 +357,10 @@ func (s *Scanner) commit(ctx context.Context, msg jetstream.Msg, rec *result.Rec
 	if err := msg.DoubleAck(ctx); err != nil {
 		log.Warn().Err(err).Msg("ack failed; the file will be redelivered and found final")
 	}
+	// Counted once the verdict is published: a scan cut short by a
+	// shutdown is done again, and counted then.
+	s.opts.Metrics.Scan(rec.Result.ProcessInfo.Result, rec.Result.ScanResults.ScanAllResultA,
+		time.Duration(rec.Result.ScanResults.TotalTime)*time.Millisecond)
 	log.Info().
 		Int("scan_all_result_i", rec.Result.ScanResults.ScanAllResultI).
 		Str("result", rec.Result.ProcessInfo.Result).
@@ -560,8 +568,10 @@ func (s *Scanner) runEngines(ctx context.Context, wf *config.Workflow, in *engin
 	var mu sync.Mutex
 	record := func(e engines.Engine, f engines.Finding, err error, began time.Time) {
 		info := e.Info()
+		took := time.Since(began)
+		s.opts.Metrics.Engine(info.ID, took)
 		d := result.EngineScan{ScanResultI: f.Code, ThreatFound: f.Threat, DefTime: info.DefTime,
-			ScanTime: time.Since(began).Milliseconds(), WaitTime: began.Sub(start).Milliseconds(), EngID: info.ID}
+			ScanTime: took.Milliseconds(), WaitTime: began.Sub(start).Milliseconds(), EngID: info.ID}
 		if err != nil {
 			d.ScanResultI, d.ThreatFound = result.Failed, err.Error()
 		}

@@ -39,6 +39,9 @@ flags (every command):
   --listen ADDR   HTTP address (default 127.0.0.1:8008)
   --data DIR      data directory (default ./data)
   --nats URL      external NATS; empty runs an embedded server (serve only)
+  --ops-listen ADDR
+                  /livez, /readyz and /metrics on their own address, for
+                  probes and scrapes of any role (default off)
   --dry-run       migrate: show the changes, apply none
 `
 
@@ -117,6 +120,7 @@ func loadConfig(cmd string, args []string, stderr io.Writer, extra func(*flag.Fl
 	listen := fs.String("listen", "", "HTTP listen address")
 	data := fs.String("data", "", "data directory")
 	natsURL := fs.String("nats", "", "external NATS URL")
+	opsListen := fs.String("ops-listen", "", "address for /livez, /readyz and /metrics")
 	if extra != nil {
 		extra(fs)
 	}
@@ -138,6 +142,9 @@ func loadConfig(cmd string, args []string, stderr io.Writer, extra func(*flag.Fl
 	}
 	if *natsURL != "" {
 		cfg.NATS.URL = *natsURL
+	}
+	if *opsListen != "" {
+		cfg.Ops.Listen = *opsListen
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,7 +29,9 @@ import (
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/config"
+	"github.com/scangate/scangate/pkg/health"
 	"github.com/scangate/scangate/pkg/logging"
+	"github.com/scangate/scangate/pkg/metrics"
 	"github.com/scangate/scangate/pkg/workflow"
 	"github.com/scangate/scangate/scanner"
 	"github.com/scangate/scangate/scanner/engines"
@@ -58,6 +61,10 @@ type Node struct {
 	http     *ingest.Server
 	pprof    *http.Server // debug.pprof, when on
 	addr     net.Addr     // where the HTTP API listens, when ingest runs
+	metrics  *metrics.Metrics
+	ops      *http.Server                   // ops.listen, when on
+	opsAddr  net.Addr                       // where it listens
+	ready    atomic.Pointer[[]health.Check] // the process's readiness checks, once started
 
 	runCtx  context.Context // ends when the node shuts down
 	closing atomic.Bool     // Close has begun: roles returning now are expected
@@ -69,7 +76,8 @@ type Node struct {
 // Start brings up NATS and the given roles. It returns once the HTTP API
 // (if any) accepts connections.
 func Start(ctx context.Context, cfg *config.Config, roles []Role, version string, logOut io.Writer) (_ *Node, err error) {
-	n := &Node{cfg: cfg, log: logging.New(cfg.Log, logOut), failed: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: logging.New(cfg.Log, logOut), failed: make(chan error, 1), metrics: metrics.New()}
+	n.metrics.BuildInfo(version)
 	n.runCtx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -83,12 +91,23 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	if cfg.Ops.Listen != "" {
+		// Before connecting: a role waiting for its NATS is alive (and
+		// says it is not ready), not a process to restart.
+		if err := n.startOps(cfg.Ops.Listen); err != nil {
+			return nil, fmt.Errorf("ops.listen: %w", err)
+		}
+	}
 	if err := n.connect(ctx); err != nil {
 		return nil, err
 	}
+	n.metrics.WatchQueues(n.bus.JS)
 	blobs, err := n.blobStore(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if u, ok := blobs.(blob.UsageReporter); ok {
+		n.metrics.WatchBlobStore(cfg.Blob.Store, u.UsedBytes)
 	}
 	wfs := workflow.NewSet(cfg.Workflows)
 	runCtx := n.runCtx
@@ -108,25 +127,36 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 		}
 	}
 
+	// Engines first: their checks belong to the readiness of the whole
+	// process, the HTTP API's /readyz included.
+	var engs []scanner.NamedEngine
+	var engineChecks []health.Check
+	if slices.Contains(roles, Scanner) {
+		if engs, err = BuildEngines(ctx, cfg, n.log); err != nil {
+			return nil, err
+		}
+		for _, ne := range engs {
+			if p, ok := ne.Engine.(health.Pinger); ok {
+				engineChecks = append(engineChecks, health.Ping(ne.Name, p))
+			}
+		}
+	}
+
 	for _, r := range roles {
 		switch r {
 		case Scanner:
-			engs, err := BuildEngines(ctx, cfg, n.log)
-			if err != nil {
-				return nil, err
-			}
 			sc := scanner.New(n.bus, blobs, scanner.Options{Workers: cfg.Scanner.Workers, Timeout: cfg.Scanner.Timeout,
 				MemoryBudget: int64(cfg.Scanner.MemoryBudget), Workflows: wfs, Engines: engs, Version: version,
-				DataDir: cfg.DataDir}, n.log)
+				DataDir: cfg.DataDir, Metrics: n.metrics}, n.log)
 			n.goRun("scanner", func() error { return sc.Run(runCtx) })
 		case Assembler:
-			as, err := assembler.New(n.bus, blobs, filepath.Join(cfg.DataDir, "assembler.db"), assembler.Options{}, n.log)
+			as, err := assembler.New(n.bus, blobs, filepath.Join(cfg.DataDir, "assembler.db"), assembler.Options{Metrics: n.metrics}, n.log)
 			if err != nil {
 				return nil, err
 			}
 			n.goRun("assembler", func() error { return as.Run(runCtx) })
 		case Notifier:
-			nt, err := notifier.New(n.bus, cfg.Webhooks, n.log, notifier.WithBlobs(blobs))
+			nt, err := notifier.New(n.bus, cfg.Webhooks, n.log, notifier.WithBlobs(blobs), notifier.WithMetrics(n.metrics))
 			if err != nil {
 				return nil, err
 			}
@@ -150,10 +180,19 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 				SessionTTL:              cfg.Auth.SessionTTL,
 				AllowPrivateCallbacks:   cfg.Webhooks.AllowPrivateTargets,
 				Version:                 version,
+				Metrics:                 n.metrics,
+				ReadyChecks:             engineChecks,
 			}, n.log)
 			n.goRun("ingest", func() error { return n.http.Serve(ln) })
 		}
 	}
+	// The ops address answers /readyz like the HTTP API where there is
+	// one; elsewhere with the bus and the engines.
+	checks := append(health.Bus(n.bus), engineChecks...)
+	if n.http != nil {
+		checks = n.http.ReadyChecks()
+	}
+	n.ready.Store(&checks)
 	n.log.Info().Str("version", version).Str("data_dir", cfg.DataDir).Any("roles", roles).Msg("scangate started")
 	return n, nil
 }
@@ -172,6 +211,13 @@ func (n *Node) NATSURL() string {
 	}
 	return n.embedded.Server.ClientURL()
 }
+
+// OpsAddr is where /livez, /readyz and /metrics listen (nil when ops.listen
+// is off).
+func (n *Node) OpsAddr() net.Addr { return n.opsAddr }
+
+// Metrics is the node's metrics registry and recorders.
+func (n *Node) Metrics() *metrics.Metrics { return n.metrics }
 
 // Bus is the node's JetStream handle.
 func (n *Node) Bus() *bus.Bus { return n.bus }
@@ -313,6 +359,9 @@ func (n *Node) Close() error {
 	var errs []error
 	if n.pprof != nil {
 		n.pprof.Close()
+	}
+	if n.ops != nil {
+		n.ops.Close()
 	}
 	if n.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

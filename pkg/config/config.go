@@ -32,6 +32,7 @@ import (
 type Config struct {
 	Listen    string          `yaml:"listen"`
 	DataDir   string          `yaml:"data_dir"`
+	Ops       OpsConfig       `yaml:"ops"`
 	Log       LogConfig       `yaml:"log"`
 	NATS      NATSConfig      `yaml:"nats"`
 	Blob      BlobConfig      `yaml:"blob"`
@@ -82,6 +83,13 @@ const AnonymousUser = "anonymous"
 
 // MinAPIKeyLength keeps static keys out of guessing range.
 const MinAPIKeyLength = 16
+
+// OpsConfig is the operator's address of a process: probes and metrics.
+type OpsConfig struct {
+	// Listen serves /livez, /readyz and /metrics ("" = off), on every role
+	// process; the HTTP API answers them too.
+	Listen string `yaml:"listen"`
+}
 
 // DebugConfig holds what operators switch on to look inside a live node.
 type DebugConfig struct {
@@ -380,6 +388,11 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data_dir: must not be empty")
+	}
+	if c.Ops.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Ops.Listen); err != nil {
+			bad("ops.listen: %v", err)
+		}
 	}
 	switch c.Log.Level {
 	case "trace", "debug", "info", "warn", "error":

@@ -398,6 +398,7 @@ func TestValidateErrors(t *testing.T) {
 			c.Webhooks.Retry.InitialInterval = 2 * time.Hour
 		}, "webhooks.retry"},
 		{"bad listen", func(c *Config) { c.Listen = "8008" }, "listen"},
+		{"bad ops listen", func(c *Config) { c.Ops.Listen = "9090" }, "ops.listen"},
 		{"unknown log level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
 		{"bad nats sync", func(c *Config) { c.NATS.Sync = "sometimes" }, "nats.sync"},
 		{"no workflows", func(c *Config) { c.Workflows = nil }, "workflows"},

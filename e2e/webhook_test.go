@@ -73,7 +73,7 @@ func TestCallbackRetriedAndSigned(t *testing.T) {
 			t.Errorf("attempt %d: body is not the final result: %v", i, a.body)
 		}
 	}
-	if state["attempts"] != float64(3) || state["url"] != receiver.URL+"/scan-done?x=1" || state["data_id"] != id {
+	if state["attempts"] != float64(3) || state["url"] != receiver.URL+"/scan-done" /* the query may hold a token: never shown */ || state["data_id"] != id {
 		t.Errorf("GET /file/webhook: %v", state)
 	}
 }

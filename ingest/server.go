@@ -151,6 +151,7 @@ func (s *Server) routes(r fiber.Router) {
 	r.Get("/readyz", s.readyz)
 	r.Get("/livez", s.livez)
 	r.Get("/version", s.version)
+	r.Get("/openapi.json", s.getOpenAPI)
 }
 
 // App exposes the fiber app (tests drive it with app.Test).

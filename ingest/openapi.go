@@ -38,7 +38,7 @@ func (s *Server) getOpenAPI(c *fiber.Ctx) error {
 // yamlToJSON converts one YAML document to compact JSON. It walks the node
 // tree rather than decoding into maps, so that the keys keep the order they
 // are written in (info before paths, paths as grouped in the source) —
-// what a reader of the JSON, or a tool listing the operations, sees.
+// what a reader of the JSON, or a program listing the operations, sees.
 func yamlToJSON(src []byte) ([]byte, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {

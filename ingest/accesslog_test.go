@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/scangate/scangate/pkg/auth"
+	"github.com/scangate/scangate/pkg/config"
 	"github.com/scangate/scangate/pkg/ids"
 )
 
@@ -47,8 +49,9 @@ func send(t *testing.T, method, url string, body []byte, header map[string]strin
 // find it — the file it concerned included — and none of what a client
 // may keep secret: the apikey header and the query string stay out.
 func TestAccessLogLine(t *testing.T) {
-	ts := startServer(t, Options{}, nil)
 	const apikey, query = "apikey-value-never-logged", "token-in-query-never-logged"
+	ts := startServer(t, Options{Auth: auth.NewDirectory(config.AuthConfig{Users: []config.User{
+		{Name: "logged", Role: config.RoleUser, APIKeys: []string{apikey}}}})}, nil)
 	body := []byte("hello access log")
 	resp, raw := send(t, http.MethodPost, ts.url("/file?token="+query), body,
 		map[string]string{"apikey": apikey, HeaderRequestID: "client-request-42"})

@@ -93,6 +93,8 @@ type Server struct {
 	inline    byteBudget // small files held in memory while committed (upload.go)
 	dir       *auth.Directory
 	logins    auth.Sessions
+	// metricsHandler serves GET /metrics from opts.Metrics.
+	metricsHandler fiber.Handler
 }
 
 // New builds the API. Serve starts answering.
@@ -151,9 +153,9 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Server
 	}}))
 	s.app.Use(s.conns.middleware)
 	s.app.Use(s.authenticate)
+	s.metricsHandler = adaptor.HTTPHandler(opts.Metrics.Handler())
 	s.routes(s.app)
 	s.routes(s.app.Group("/v4")) // MetaDefender Cloud style base URL
-	s.app.Get("/metrics", adaptor.HTTPHandler(opts.Metrics.Handler()))
 	s.app.Use(func(c *fiber.Ctx) error {
 		// No route took the request. Past the last handler fiber reports
 		// 405, with an Allow header, when the path has routes for other
@@ -192,6 +194,8 @@ func (s *Server) routes(r fiber.Router) {
 	r.Post("/login", s.postLogin)
 	r.Post("/logout", s.postLogout)
 	r.Get("/admin/license", s.getLicense)
+	r.Get("/openapi.json", s.getOpenAPI)
+	r.Get("/metrics", s.metricsHandler)
 }
 
 // App exposes the fiber app (tests drive it with app.Test).

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/scangate/scangate/internal/node"
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/config"
@@ -54,7 +55,7 @@ func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	assets := bus.Topology(bus.Options{Replicas: cfg.NATS.Replicas, Partitions: cfg.Assembler.Partitions})
+	assets := bus.Topology(node.BusOptions(cfg))
 	if cfg.Blob.Store == "jetstream" {
 		assets = append(assets, blob.JetStreamAssets(blob.JetStreamOptions{Replicas: cfg.NATS.Replicas})...)
 	}

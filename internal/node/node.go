@@ -207,9 +207,22 @@ func (n *Node) connect(ctx context.Context) error {
 		openCtx, cancel = context.WithTimeout(ctx, 60*time.Second)
 		defer cancel()
 	}
-	n.bus, err = bus.Open(openCtx, n.nc, bus.Options{Replicas: cfg.NATS.Replicas, MaxQueued: cfg.Limits.MaxQueued,
-		Partitions: cfg.Assembler.Partitions, Log: n.log})
+	opts := BusOptions(cfg)
+	opts.Log = n.log
+	n.bus, err = bus.Open(openCtx, n.nc, opts)
 	return err
+}
+
+// BusOptions are the topology settings cfg gives. Every role, and `scangate
+// migrate`, declares the topology from them: roles started with different
+// ones would each bring the assets in line with theirs.
+func BusOptions(cfg *config.Config) bus.Options {
+	return bus.Options{
+		Replicas:   cfg.NATS.Replicas,
+		MaxQueued:  cfg.Limits.MaxQueued,
+		Partitions: cfg.Assembler.Partitions,
+		Retention:  bus.Retention{Results: cfg.Retention.Results, Webhooks: cfg.Retention.Webhooks},
+	}
 }
 
 // blobStore opens the configured blob store: local sparse files, or a

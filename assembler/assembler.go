@@ -49,6 +49,9 @@ type Options struct {
 	// fires. Ingest refuses parts from the deadline on; the grace covers a
 	// part that passed that check a moment before and is still being written.
 	ExpiryGrace time.Duration
+	// Retention: how long stored files are kept once done with (see
+	// retention.go); zero keeps them.
+	Retention BlobRetention
 }
 
 // Assembler owns upload sessions and, through its recorder, results.
@@ -61,6 +64,7 @@ type Assembler struct {
 	opts     Options
 	log      zerolog.Logger
 	rec      *recorder
+	sweeper  *sweeper // nil: no retention
 }
 
 // state is what bbolt keeps per session: the shared view plus what only
@@ -119,7 +123,8 @@ func New(b *bus.Bus, blobs blob.Store, dbPath string, opts Options, log zerolog.
 	}
 	log = log.With().Str("role", "assembler").Logger()
 	return &Assembler{b: b, blobs: blobs, db: db, sessions: session.Store{KV: b.Sessions},
-		results: result.Store{KV: b.Results}, opts: opts, log: log, rec: newRecorder(b, log)}, nil
+		results: result.Store{KV: b.Results}, opts: opts, log: log, rec: newRecorder(b, log),
+		sweeper: newSweeper(b, blobs, opts.Retention, log)}, nil
 }
 
 // Run consumes every upload and results partition until ctx ends, then
@@ -129,6 +134,9 @@ func (a *Assembler) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { a.sweepLoop(ctx) })
 	wg.Go(func() { a.compactLoop(ctx) })
+	if a.sweeper != nil {
+		wg.Go(func() { a.sweeper.run(ctx) })
+	}
 	for p := range a.b.Opts.Partitions {
 		wg.Go(func() {
 			pull(ctx, a.b, events.StreamUploads, events.AssemblerConsumer(p), events.AssemblerGroup, 1,

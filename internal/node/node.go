@@ -119,7 +119,9 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 				DataDir: cfg.DataDir}, n.log)
 			n.goRun("scanner", func() error { return sc.Run(runCtx) })
 		case Assembler:
-			as, err := assembler.New(n.bus, blobs, filepath.Join(cfg.DataDir, "assembler.db"), assembler.Options{}, n.log)
+			as, err := assembler.New(n.bus, blobs, filepath.Join(cfg.DataDir, "assembler.db"), assembler.Options{
+				Retention: assembler.BlobRetention{Originals: cfg.Retention.Originals, Sanitized: cfg.Retention.Sanitized},
+			}, n.log)
 			if err != nil {
 				return nil, err
 			}

@@ -54,6 +54,9 @@ type Options struct {
 	ExpiryGrace time.Duration
 	// Metrics gets the open-sessions gauge (nil: none).
 	Metrics *metrics.Metrics
+	// Retention: how long stored files are kept once done with (see
+	// retention.go); zero keeps them.
+	Retention BlobRetention
 }
 
 // Assembler owns upload sessions and, through its recorder, results.
@@ -67,6 +70,7 @@ type Assembler struct {
 	log      zerolog.Logger
 	rec      *recorder
 	open     atomic.Int64 // sessions in bbolt: the ones this assembler holds open
+	sweeper  *sweeper     // nil: no retention
 }
 
 // state is what bbolt keeps per session: the shared view plus what only
@@ -129,7 +133,8 @@ func New(b *bus.Bus, blobs blob.Store, dbPath string, opts Options, log zerolog.
 	}
 	log = log.With().Str("role", "assembler").Logger()
 	a := &Assembler{b: b, blobs: blobs, db: db, sessions: session.Store{KV: b.Sessions},
-		results: result.Store{KV: b.Results}, opts: opts, log: log, rec: newRecorder(b, log)}
+		results: result.Store{KV: b.Results}, opts: opts, log: log, rec: newRecorder(b, log),
+		sweeper: newSweeper(b, blobs, opts.Retention, log)}
 	a.open.Store(int64(cached))
 	opts.Metrics.WatchAssemblerSessions(func() float64 { return float64(a.open.Load()) })
 	return a, nil
@@ -142,6 +147,9 @@ func (a *Assembler) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { a.sweepLoop(ctx) })
 	wg.Go(func() { a.compactLoop(ctx) })
+	if a.sweeper != nil {
+		wg.Go(func() { a.sweeper.run(ctx) })
+	}
 	for p := range a.b.Opts.Partitions {
 		wg.Go(func() {
 			pull(ctx, a.b, events.StreamUploads, events.AssemblerConsumer(p), events.AssemblerGroup, 1,

@@ -150,7 +150,10 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 				DataDir: cfg.DataDir, Metrics: n.metrics}, n.log)
 			n.goRun("scanner", func() error { return sc.Run(runCtx) })
 		case Assembler:
-			as, err := assembler.New(n.bus, blobs, filepath.Join(cfg.DataDir, "assembler.db"), assembler.Options{Metrics: n.metrics}, n.log)
+			as, err := assembler.New(n.bus, blobs, filepath.Join(cfg.DataDir, "assembler.db"), assembler.Options{
+				Metrics:   n.metrics,
+				Retention: assembler.BlobRetention{Originals: cfg.Retention.Originals, Sanitized: cfg.Retention.Sanitized},
+			}, n.log)
 			if err != nil {
 				return nil, err
 			}
@@ -257,17 +260,23 @@ func (n *Node) connect(ctx context.Context) error {
 		openCtx, cancel = context.WithTimeout(ctx, 60*time.Second)
 		defer cancel()
 	}
-	o := BusOptions(cfg)
-	o.Log = n.log
-	n.bus, err = bus.Open(openCtx, n.nc, o)
+	opts := BusOptions(cfg)
+	opts.Log = n.log
+	n.bus, err = bus.Open(openCtx, n.nc, opts)
 	return err
 }
 
-// BusOptions is the JetStream topology cfg declares. Every role of a
-// deployment declares the same, whichever roles it runs.
+// BusOptions are the topology settings cfg gives. Every role, and `scangate
+// migrate`, declares the topology from them: roles started with different
+// ones would each bring the assets in line with theirs.
 func BusOptions(cfg *config.Config) bus.Options {
-	return bus.Options{Replicas: cfg.NATS.Replicas, MaxQueued: cfg.Limits.MaxQueued,
-		Partitions: cfg.Assembler.Partitions, SessionTTL: cfg.Auth.SessionTTL}
+	return bus.Options{
+		Replicas:   cfg.NATS.Replicas,
+		MaxQueued:  cfg.Limits.MaxQueued,
+		Partitions: cfg.Assembler.Partitions,
+		Retention:  bus.Retention{Results: cfg.Retention.Results, Webhooks: cfg.Retention.Webhooks},
+		SessionTTL: cfg.Auth.SessionTTL,
+	}
 }
 
 // blobStore opens the configured blob store: local sparse files, or a

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"regexp"
+	"time"
 )
 
 // Store keeps the bytes of uploads, stored originals and sanitized outputs.
@@ -67,6 +68,22 @@ func Section(obj Object, off, n int64) io.Reader {
 		return s.Section(off, n)
 	}
 	return io.NewSectionReader(obj, off, n)
+}
+
+// Info describes one stored blob.
+type Info struct {
+	Key     string
+	Size    int64     // its length: the end of the furthest bytes written
+	ModTime time.Time // when it was last written
+}
+
+// Lister is implemented by stores that can tell what they hold, so that
+// blobs past their retention can be found and deleted.
+type Lister interface {
+	// List calls fn for every blob, in no particular order, and stops at
+	// the first error fn returns (which it returns). A blob written or
+	// deleted while List runs may or may not be listed.
+	List(ctx context.Context, fn func(Info) error) error
 }
 
 // SpaceReporter is implemented by stores on a local disk.

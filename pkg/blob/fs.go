@@ -147,6 +147,49 @@ func (s *FS) Delete(_ context.Context, key string) error {
 	return nil
 }
 
+// List walks the shard directories. A file's modification time is its
+// last write: every WriteAt writes through the file.
+func (s *FS) List(ctx context.Context, fn func(Info) error) error {
+	shards, err := os.ReadDir(s.root)
+	if err != nil {
+		return fmt.Errorf("blob fs: list: %w", err)
+	}
+	for _, sh := range shards {
+		if !sh.IsDir() || len(sh.Name()) != 2 {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		entries, err := os.ReadDir(filepath.Join(s.root, sh.Name()))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("blob fs: list: %w", err)
+		}
+		for _, e := range entries {
+			key := e.Name()
+			// Only what WriteAt creates: anything else in the tree is
+			// not a blob (and not ours to report, or to delete).
+			if !ValidKey(key) || key[:2] != sh.Name() || !e.Type().IsRegular() {
+				continue
+			}
+			fi, err := e.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // deleted since the directory was read
+			}
+			if err != nil {
+				return fmt.Errorf("blob fs: list: %w", err)
+			}
+			if err := fn(Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // FreeBytes is the space available to an unprivileged writer on the store's disk.
 func (s *FS) FreeBytes() (int64, error) {
 	var st unix.Statfs_t
@@ -176,3 +219,9 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
+
+// FS satisfies Store and Lister.
+var (
+	_ Store  = (*FS)(nil)
+	_ Lister = (*FS)(nil)
+)

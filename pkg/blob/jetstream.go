@@ -442,9 +442,33 @@ func manifest(key string, parts []part, prefix bool) ([]segment, int64, error) {
 
 // parts lists the index entries of key.
 func (s *JetStream) parts(ctx context.Context, key string) ([]part, error) {
-	w, err := s.kv.WatchFiltered(ctx, []string{key + ".*.*"}, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
+	var parts []part
+	seen := map[string]bool{}
+	err := s.index(ctx, key+".*.*", func(e jetstream.KeyValueEntry) error {
+		name := e.Key()
+		if seen[name] {
+			return nil
+		}
+		seen[name] = true
+		p, err := parsePart(key, name)
+		if err != nil {
+			return err
+		}
+		parts = append(parts, p)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("blob jetstream: list %s: %w", key, err)
+	}
+	return parts, nil
+}
+
+// index calls fn with the index entries matching filter as they are now
+// (an entry rewritten meanwhile may come twice), metadata only.
+func (s *JetStream) index(ctx context.Context, filter string, fn func(jetstream.KeyValueEntry) error) error {
+	w, err := s.kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
+	if err != nil {
+		return err
 	}
 	defer func() {
 		_ = w.Stop()
@@ -455,31 +479,66 @@ func (s *JetStream) parts(ctx context.Context, key string) ([]part, error) {
 			}
 		}()
 	}()
-	var parts []part
-	seen := map[string]bool{}
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case e, ok := <-w.Updates():
 			if !ok {
-				return nil, fmt.Errorf("blob jetstream: list %s: watcher closed early", key)
+				return errors.New("watcher closed early")
 			}
 			if e == nil { // all current entries delivered
-				return parts, nil
+				return nil
 			}
-			name := e.Key()
-			if seen[name] {
-				continue
+			if err := fn(e); err != nil {
+				return err
 			}
-			seen[name] = true
-			p, err := parsePart(key, name)
-			if err != nil {
-				return nil, err
-			}
-			parts = append(parts, p)
 		}
 	}
+}
+
+// List reads the whole part index (metadata only, no bytes) and reports
+// each blob once: its length is the end of its furthest part, its
+// modification time that of its latest part. It holds one small entry per
+// blob while it reads.
+func (s *JetStream) List(ctx context.Context, fn func(Info) error) error {
+	blobs := map[string]*Info{}
+	err := s.index(ctx, ">", func(e jetstream.KeyValueEntry) error {
+		name := e.Key()
+		// "<key>.<off>.<n>": the key is what precedes the last two dots.
+		i := strings.LastIndexByte(name, '.')
+		j := -1
+		if i > 0 {
+			j = strings.LastIndexByte(name[:i], '.')
+		}
+		if j <= 0 || !ValidKey(name[:j]) {
+			return nil // not an entry WriteAt makes
+		}
+		key := name[:j]
+		p, err := parsePart(key, name)
+		if err != nil {
+			return nil
+		}
+		b := blobs[key]
+		if b == nil {
+			b = &Info{Key: key}
+			blobs[key] = b
+		}
+		b.Size = max(b.Size, p.off+p.n)
+		if t := e.Created(); t.After(b.ModTime) {
+			b.ModTime = t
+		}
+		return nil
+	})
+	if err != nil {
+		return unavailable(ctx, fmt.Errorf("blob jetstream: list: %w", err))
+	}
+	for _, b := range blobs {
+		if err := fn(*b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func parsePart(key, name string) (part, error) {
@@ -976,5 +1035,8 @@ func (c *consumerSource) close() {
 	}()
 }
 
-// JetStream satisfies Store.
-var _ Store = (*JetStream)(nil)
+// JetStream satisfies Store and Lister.
+var (
+	_ Store  = (*JetStream)(nil)
+	_ Lister = (*JetStream)(nil)
+)

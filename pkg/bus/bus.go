@@ -103,11 +103,25 @@ type Options struct {
 	Replicas   int            // 1 for a single server, 3 on a cluster
 	MaxQueued  int64          // files waiting for a scanner before uploads are refused (ingest checks it)
 	Partitions int            // upload partitions, each owned by one assembler at a time
+	Retention  Retention      // how long KV entries live; zero fields take DefaultRetention
 	Log        zerolog.Logger // Open says here why it is still waiting for JetStream
 	// SessionTTL is the max age of login sessions (auth.session_ttl): one
 	// not used for this long is gone.
 	SessionTTL time.Duration
 }
+
+// Retention is the life of KV entries after their last write (the KV
+// buckets' TTL, their streams' max age): retention.results and
+// retention.webhooks in the configuration.
+type Retention struct {
+	Results  time.Duration // buckets results, hashes and sessions
+	Webhooks time.Duration // bucket webhooks
+}
+
+// DefaultRetention is what a bucket keeps when Options do not say: the
+// configuration's default, so that a role or a test opening the bus
+// without a configuration declares the same buckets as a default node.
+const DefaultRetention = 7 * 24 * time.Hour
 
 func (o Options) withDefaults() Options {
 	if o.Replicas < 1 {
@@ -118,6 +132,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SessionTTL <= 0 {
 		o.SessionTTL = DefaultSessionTTL
+	}
+	if o.Retention.Results <= 0 {
+		o.Retention.Results = DefaultRetention
+	}
+	if o.Retention.Webhooks <= 0 {
+		o.Retention.Webhooks = DefaultRetention
 	}
 	return o
 }
@@ -209,7 +229,13 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 		if err := CheckServer(ctx, nc, js); err != nil {
 			return err
 		}
-		if err := Declare(ctx, js, Topology(o)); err != nil {
+		applied, err := declare(ctx, js, Topology(o))
+		for _, c := range applied {
+			if !c.Create {
+				o.Log.Info().Str("change", c.String()).Msg("JetStream asset brought in line with this configuration")
+			}
+		}
+		if err != nil {
 			return err
 		}
 		return b.bind(ctx)
@@ -478,26 +504,22 @@ func KeepAlive(msg jetstream.Msg, interval time.Duration) (stop func()) {
 	return func() { close(done) }
 }
 
-// Buckets are scangate's KV buckets.
+// Buckets are scangate's KV buckets. Each entry expires its bucket's TTL
+// after its last write (see Retention): a record rewritten as its file
+// progresses is kept that long after its last change.
 func Buckets(o Options) []jetstream.KeyValueConfig {
-	kv := func(name, desc string) jetstream.KeyValueConfig {
-		return jetstream.KeyValueConfig{Bucket: name, Description: desc, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas}
+	o = o.withDefaults()
+	kv := func(name, desc string, ttl time.Duration) jetstream.KeyValueConfig {
+		return jetstream.KeyValueConfig{Bucket: name, Description: desc, History: 1, TTL: ttl,
+			Storage: jetstream.FileStorage, Replicas: o.Replicas}
 	}
 	return []jetstream.KeyValueConfig{
-		kv(events.BucketResults, "scan results by data_id"),
-		kv(events.BucketHashes, "latest data_id by file hash"),
-		kv(events.BucketWebhooks, "webhook delivery state by data_id"),
-		kv(events.BucketSessions, "upload session status by data_id"),
-		func() jetstream.KeyValueConfig {
-			c := kv(events.BucketNodes, "live scanners and their engines")
-			c.TTL = NodeTTL
-			return c
-		}(),
-		func() jetstream.KeyValueConfig {
-			c := kv(events.BucketLogins, "login sessions by sha256 of their id")
-			c.TTL = o.SessionTTL
-			return c
-		}(),
+		kv(events.BucketResults, "scan results by data_id", o.Retention.Results),
+		kv(events.BucketHashes, "latest data_id by file hash", o.Retention.Results),
+		kv(events.BucketWebhooks, "webhook delivery state by data_id", o.Retention.Webhooks),
+		kv(events.BucketSessions, "upload session status by data_id", o.Retention.Results),
+		kv(events.BucketNodes, "live scanners and their engines", NodeTTL),
+		kv(events.BucketLogins, "login sessions by sha256 of their id", o.SessionTTL),
 	}
 }
 

@@ -18,7 +18,9 @@ import (
 // any order, so declaring must never change what an operator runs: a role
 // creates what is missing and checks the rest. A stream, bucket or consumer
 // whose settings differ from the declared ones is reported (DriftError) and
-// left alone; `scangate migrate` shows and applies the differences.
+// left alone; `scangate migrate` shows and applies the differences. The
+// exceptions are differences nothing under way relies on (Diff.Safe: a
+// description, a bucket's TTL), which a role applies itself.
 //
 // Only the settings scangate owns are compared: those it sets, and the
 // limits its guarantees rest on (a limit on a stream would drop accepted
@@ -48,8 +50,9 @@ type Change struct {
 type Diff struct {
 	Field      string // as in the server's JSON (max_age), or the KV name (history, ttl)
 	Want, Have string
-	// Safe: it only describes (a description) and changes no behaviour,
-	// so declaring applies it without asking.
+	// Safe: it only describes (a description), or changes nothing any
+	// work under way relies on (a bucket's TTL), so declaring applies it
+	// without asking.
 	Safe bool
 }
 
@@ -137,13 +140,19 @@ func Inspect(ctx context.Context, js jetstream.JetStream, assets []Asset) ([]Cha
 }
 
 // Declare creates the assets that are missing and checks the others. It
-// applies differences that are only descriptive; any other difference
-// makes it return a *DriftError having changed nothing.
+// applies safe differences (Diff.Safe); any other difference makes it
+// return a *DriftError having changed nothing.
 func Declare(ctx context.Context, js jetstream.JetStream, assets []Asset) error {
+	_, err := declare(ctx, js, assets)
+	return err
+}
+
+// declare is Declare, returning the changes it applied.
+func declare(ctx context.Context, js jetstream.JetStream, assets []Asset) ([]Change, error) {
 	for attempt := 1; ; attempt++ {
 		changes, err := Inspect(ctx, js, assets)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		var drift []Change
 		for _, c := range changes {
@@ -152,13 +161,16 @@ func Declare(ctx context.Context, js jetstream.JetStream, assets []Asset) error 
 			}
 		}
 		if len(drift) > 0 {
-			return &DriftError{Changes: drift}
+			return nil, &DriftError{Changes: drift}
 		}
 		err = applyAll(ctx, js, changes)
+		if err == nil {
+			return changes, nil
+		}
 		// Another process created an asset between our look and our
 		// create (roles start together): look again, it may differ.
-		if err == nil || attempt == 3 || !alreadyExists(err) {
-			return err
+		if attempt == 3 || !alreadyExists(err) {
+			return nil, err
 		}
 	}
 }
@@ -258,6 +270,12 @@ func streamBacked(name string, want jetstream.StreamConfig, fields []field[jetst
 			for _, f := range fields {
 				f.copy(&cfg, &want)
 			}
+			// The server refuses a duplicate window longer than the max
+			// age; nats.go creates a bucket with its window cut to the
+			// TTL, and a shortened TTL cuts it the same way.
+			if cfg.MaxAge > 0 && cfg.Duplicates > cfg.MaxAge {
+				cfg.Duplicates = cfg.MaxAge
+			}
 			_, err := js.UpdateStream(ctx, cfg)
 			return err
 		}}, nil
@@ -337,6 +355,20 @@ func describe[C any](at func(*C) *string) field[C] {
 // so a role applies it on its own.
 func groupCommits() field[sc] {
 	f := own("allow_atomic", func(c *sc) *bool { return &c.AllowAtomicPublish }, nil)
+	f.safe = true
+	return f
+}
+
+// bucketTTL is a bucket's retention: how long an entry is kept after its
+// last write (retention.results, retention.webhooks). Changing it drops
+// only entries that have not been written for the new TTL, never a record
+// in use: configuration validation makes every retention outlast the
+// longest time a live record goes unwritten (an open upload session,
+// webhook retries). So a role applies it at start, and a deployment
+// whose retention changed gets it without a migration. A stream's max
+// age stays the operator's: it would drop accepted work.
+func bucketTTL() field[sc] {
+	f := own("ttl", func(c *sc) *time.Duration { return &c.MaxAge }, nil)
 	f.safe = true
 	return f
 }
@@ -439,7 +471,7 @@ var streamFields = []field[sc]{
 var bucketFields = []field[sc]{
 	describe(func(c *sc) *string { return &c.Description }),
 	own("history", func(c *sc) *int64 { return &c.MaxMsgsPerSubject }, nil),
-	own("ttl", func(c *sc) *time.Duration { return &c.MaxAge }, nil),
+	bucketTTL(),
 	own("storage", func(c *sc) *jetstream.StorageType { return &c.Storage }, nil),
 	own("replicas", func(c *sc) *int { return &c.Replicas }, nil),
 	own("max_bytes", func(c *sc) *int64 { return &c.MaxBytes }, unlimited),

@@ -166,9 +166,16 @@ func TestOpenRefusesDrift(t *testing.T) {
 			want:   []string{"bucket results (stream KV_results): history: want 1, have 5"},
 		},
 		{
-			name:   "bucket ttl",
-			change: updateStream("KV_"+events.BucketWebhooks, func(c *jetstream.StreamConfig) { c.MaxAge = time.Hour }),
-			want:   []string{"bucket webhooks (stream KV_webhooks): ttl: want 0s, have 1h0m0s"},
+			// A bucket's TTL is applied at start (TestOpenAppliesRetention),
+			// but not beside a difference that is not.
+			name: "bucket ttl and history",
+			change: updateStream("KV_"+events.BucketWebhooks, func(c *jetstream.StreamConfig) {
+				c.MaxAge, c.MaxMsgsPerSubject = time.Hour, 3
+			}),
+			want: []string{
+				"bucket webhooks (stream KV_webhooks): ttl: want 168h0m0s, have 1h0m0s",
+				"bucket webhooks (stream KV_webhooks): history: want 1, have 3",
+			},
 		},
 		{
 			name:   "consumer ack wait",
@@ -329,5 +336,73 @@ func TestDeclareWaitsForBucketJustCreated(t *testing.T) {
 	}
 	if !s.CachedInfo().Config.AllowAtomicPublish {
 		t.Error("the bucket was created without atomic batches")
+	}
+}
+
+// A changed retention is applied at start, with no migration: every
+// bucket's TTL follows the configuration, entries already stored expire by
+// the new one, and what scangate does not configure (the nodes bucket's
+// liveness window) stays.
+func TestOpenAppliesRetention(t *testing.T) {
+	nc, js := startServer(t)
+	ctx := testContext(t)
+	ttls := func() map[string]time.Duration {
+		t.Helper()
+		out := map[string]time.Duration{}
+		for _, b := range []string{events.BucketResults, events.BucketHashes, events.BucketSessions, events.BucketWebhooks, events.BucketNodes} {
+			s, err := js.Stream(ctx, "KV_"+b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := s.CachedInfo().Config
+			if cfg.Duplicates > cfg.MaxAge {
+				t.Errorf("bucket %s: duplicate window %v longer than its ttl %v", b, cfg.Duplicates, cfg.MaxAge)
+			}
+			out[b] = cfg.MaxAge
+		}
+		return out
+	}
+	b, err := bus.Open(ctx, nc, bus.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	week := bus.DefaultRetention
+	want := map[string]time.Duration{events.BucketResults: week, events.BucketHashes: week, events.BucketSessions: week,
+		events.BucketWebhooks: week, events.BucketNodes: bus.NodeTTL}
+	if got := ttls(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("TTLs by default: %v, want %v", got, want)
+	}
+	if _, err := b.Webhooks.Put(ctx, "0123456789abcdef0123456789abcdef", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+
+	short := bus.Options{Retention: bus.Retention{Results: time.Hour, Webhooks: time.Second}}
+	b, err = bus.Open(ctx, nc, short)
+	if err != nil {
+		t.Fatalf("Open with a shorter retention: %v", err)
+	}
+	want = map[string]time.Duration{events.BucketResults: time.Hour, events.BucketHashes: time.Hour, events.BucketSessions: time.Hour,
+		events.BucketWebhooks: time.Second, events.BucketNodes: bus.NodeTTL}
+	if got := ttls(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("TTLs after Open with a shorter retention: %v, want %v", got, want)
+	}
+	if changes, err := bus.Inspect(ctx, js, bus.Topology(short)); err != nil || len(changes) > 0 {
+		t.Fatalf("after Open: %v %v", changes, err)
+	}
+	// The entry written under the old TTL expires by the new one. Polled:
+	// the server expires entries on its own timer.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := b.Webhooks.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Values() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhooks bucket still holds %d entries after its TTL of 1s", st.Values())
+		}
+		time.Sleep(50 * time.Millisecond) // paces the looks at the bucket
 	}
 }

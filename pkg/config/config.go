@@ -41,6 +41,7 @@ type Config struct {
 	Scanner   ScannerConfig   `yaml:"scanner"`
 	Engines   EnginesConfig   `yaml:"engines"`
 	Webhooks  WebhooksConfig  `yaml:"webhooks"`
+	Retention RetentionConfig `yaml:"retention"`
 	Workflows []Workflow      `yaml:"workflows"`
 	Debug     DebugConfig     `yaml:"debug"`
 	Auth      AuthConfig      `yaml:"auth"`
@@ -516,6 +517,7 @@ func (c *Config) Validate() error {
 	if defaults == 0 && len(c.Workflows) > 0 {
 		c.Workflows[0].Default = true
 	}
+	c.validateRetention(bad)
 	return errors.Join(errs...)
 }
 

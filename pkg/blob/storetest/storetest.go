@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/scangate/scangate/pkg/blob"
 )
@@ -50,6 +51,7 @@ func Run(t *testing.T, newStore func(t *testing.T) blob.Store, opts Options) {
 		{"LargeStreamedPart", testLargeStreamedPart},
 		{"ZeroLength", testZeroLength},
 		{"ReadAtSemantics", testReadAtSemantics},
+		{"List", testList},
 		{"Gaps", func(t *testing.T, s blob.Store) {
 			if !opts.ReportsGaps {
 				t.Skip("store does not report gaps")
@@ -654,4 +656,98 @@ func testGaps(t *testing.T, s blob.Store) {
 	incomplete("one hole")
 	write(t, s, key, data, 20_000, 25_000)
 	checkContent(t, s, key, data, 4_000, 5_000, 10_000, 19_000, 20_000, 25_000)
+}
+
+// clockSlack allows for the coarse clocks stores stamp writes with (a file
+// system's timestamps lag the wall clock by up to a tick).
+const clockSlack = 100 * time.Millisecond
+
+// list returns what the store lists, by key, failing on a key listed twice.
+func list(t *testing.T, s blob.Store) map[string]blob.Info {
+	t.Helper()
+	l, ok := s.(blob.Lister)
+	if !ok {
+		t.Fatalf("%T does not list its blobs (blob.Lister): retention could never delete them", s)
+	}
+	out := map[string]blob.Info{}
+	err := l.List(context.Background(), func(i blob.Info) error {
+		if _, dup := out[i.Key]; dup {
+			t.Errorf("%s listed twice", i.Key)
+		}
+		out[i.Key] = i
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	return out
+}
+
+// List reports every blob once, with its length and its last write, and
+// nothing deleted: what retention decides on.
+func testList(t *testing.T, s blob.Store) {
+	ctx := context.Background()
+	if got := list(t, s); len(got) != 0 {
+		t.Fatalf("an empty store lists %v", got)
+	}
+	other := "fedcba9876543210fedcba9876543210"
+	blobs := map[string][]byte{
+		key:                randomBytes(70_000, 11),
+		key + ".sanitized": []byte("clean"),
+		key + ".5":         []byte("numeric suffix"), // part names of one key must not pass for another's
+		other:              []byte("another file"),
+	}
+	start := time.Now()
+	for k, v := range blobs {
+		write(t, s, k, v, len(v)/2, len(v)) // the end first: the length is the furthest byte
+		write(t, s, k, v, 0, len(v)/2)
+	}
+	got := list(t, s)
+	end := time.Now()
+	if len(got) != len(blobs) {
+		t.Errorf("listed %d blobs, want %d: %v", len(got), len(blobs), got)
+	}
+	for k, v := range blobs {
+		i, ok := got[k]
+		if !ok {
+			t.Errorf("%s not listed", k)
+			continue
+		}
+		if i.Size != int64(len(v)) {
+			t.Errorf("%s: size %d, want %d", k, i.Size, len(v))
+		}
+		if i.ModTime.Before(start.Add(-clockSlack)) || i.ModTime.After(end.Add(clockSlack)) {
+			t.Errorf("%s: modified %v, want between %v and %v", k, i.ModTime, start, end)
+		}
+	}
+
+	// The modification time is the last write, whichever part it was.
+	first := got[other].ModTime
+	rewrite := time.Now()
+	write(t, s, other, blobs[other], 0, 3)
+	after := list(t, s)[other].ModTime
+	if after.Before(first) || after.Before(rewrite.Add(-clockSlack)) {
+		t.Errorf("after a rewrite at %v: modified %v (was %v), want the rewrite's time", rewrite, after, first)
+	}
+
+	if err := s.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	got = list(t, s)
+	if _, ok := got[key]; ok || len(got) != len(blobs)-1 {
+		t.Errorf("after Delete(%s): %v", key, got)
+	}
+
+	// fn's error stops the listing and is List's.
+	stop := errors.New("stop")
+	calls := 0
+	err := s.(blob.Lister).List(ctx, func(blob.Info) error { calls++; return stop })
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("List with a failing fn: %v after %d calls, want %v after 1", err, calls, stop)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.(blob.Lister).List(cancelled, func(blob.Info) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Errorf("List with a cancelled context: %v, want context.Canceled", err)
+	}
 }

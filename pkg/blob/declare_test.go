@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
 )
@@ -46,5 +48,35 @@ func TestJetStreamStoreRefusesDrift(t *testing.T) {
 	}
 	if r := info.CachedInfo().Config.Replicas; r != 1 {
 		t.Errorf("object store replicas %d after a refused start", r)
+	}
+}
+
+// lateView is a cluster server that has not applied the assignments it
+// acknowledged yet: the first look at the index bucket finds nothing.
+type lateView struct {
+	jetstream.JetStream
+	missed bool
+}
+
+func (l *lateView) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	if !l.missed {
+		l.missed = true
+		return nil, jetstream.ErrBucketNotFound
+	}
+	return l.JetStream.KeyValue(ctx, bucket)
+}
+
+// A store whose buckets were just created, and are not visible yet on the
+// server that answers, is waited for: an assembler starting with its
+// cluster met this and stopped.
+func TestJetStreamStoreWaitsForJustDeclaredBuckets(t *testing.T) {
+	view := &lateView{JetStream: startJetStream(t)()}
+	ctx := context.Background()
+	err := bus.Wait(ctx, zerolog.Nop(), func(ctx context.Context) error {
+		_, err := blob.NewJetStream(ctx, view, blob.JetStreamOptions{})
+		return err
+	})
+	if err != nil || !view.missed {
+		t.Fatalf("NewJetStream: %v (late view consulted: %v)", err, view.missed)
 	}
 }

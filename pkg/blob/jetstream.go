@@ -110,21 +110,27 @@ func NewJetStream(ctx context.Context, js jetstream.JetStream, opts JetStreamOpt
 	if err := bus.Declare(ctx, js, JetStreamAssets(opts)); err != nil {
 		return nil, fmt.Errorf("blob jetstream: %w", err)
 	}
+	// Declare has just made these: a cluster server may not show them yet
+	// (bus.JustDeclared makes bus.Wait try again).
 	obs, err := js.ObjectStore(ctx, opts.Bucket)
 	if err != nil {
+		err = bus.JustDeclared(err)
 		return nil, fmt.Errorf("blob jetstream: object store %q: %w", opts.Bucket, err)
 	}
 	kvName := opts.Bucket + "-parts"
 	kv, err := js.KeyValue(ctx, kvName)
 	if err != nil {
+		err = bus.JustDeclared(err)
 		return nil, fmt.Errorf("blob jetstream: kv %q: %w", kvName, err)
 	}
 	objStream, err := js.Stream(ctx, "OBJ_"+opts.Bucket)
 	if err != nil {
+		err = bus.JustDeclared(err)
 		return nil, fmt.Errorf("blob jetstream: object stream: %w", err)
 	}
 	kvStream, err := js.Stream(ctx, "KV_"+kvName)
 	if err != nil {
+		err = bus.JustDeclared(err)
 		return nil, fmt.Errorf("blob jetstream: kv stream: %w", err)
 	}
 	pub, err := jetstream.New(js.Conn(),

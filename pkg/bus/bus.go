@@ -249,10 +249,8 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 func (b *Bus) bind(ctx context.Context) error {
 	for _, kc := range Buckets(b.Opts) {
 		kv, err := keyValue(ctx, b.JS, kc.Bucket)
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			err = fmt.Errorf("%w: %w", errSettling, err) // Declare has just made it
-		}
 		if err != nil {
+			err = JustDeclared(err) // Declare has just made it
 			return fmt.Errorf("bucket %s: %w", kc.Bucket, err)
 		}
 		switch kc.Bucket {

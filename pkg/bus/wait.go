@@ -160,6 +160,17 @@ const (
 // in its own time.
 var errSettling = errors.New("just declared, not visible yet")
 
+// JustDeclared marks err as "not visible yet" when it says that an asset
+// Declare has just made is not found: the server that answered has not
+// applied the assignment yet. Wait then tries again instead of failing.
+func JustDeclared(err error) error {
+	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
+		errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("%w: %w", errSettling, err)
+	}
+	return err
+}
+
 // notReady tells the errors of a JetStream that is starting up from those
 // of one that answered and refused.
 func notReady(err error) bool {

@@ -76,6 +76,10 @@ type Options struct {
 	ReadyChecks []health.Check
 }
 
+// sessionCacheFor is how long a node trusts a login session it resolved
+// without reading KV again; a logout reaches it sooner, through a watch.
+const sessionCacheFor = 10 * time.Second
+
 // Server is one ingest node.
 type Server struct {
 	app       *fiber.App
@@ -92,7 +96,7 @@ type Server struct {
 	admission admission
 	inline    byteBudget // small files held in memory while committed (upload.go)
 	dir       *auth.Directory
-	logins    auth.Sessions
+	logins    *auth.Sessions
 	// metricsHandler serves GET /metrics from opts.Metrics.
 	metricsHandler fiber.Handler
 }
@@ -119,7 +123,7 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Server
 	}
 	s := &Server{b: b, blobs: blobs, results: result.Store{KV: b.Results}, sessions: session.Store{KV: b.Sessions},
 		opts: opts, log: log.With().Str("role", "ingest").Logger(),
-		dir: opts.Auth, logins: auth.Sessions{KV: b.Logins, TTL: opts.SessionTTL}}
+		dir: opts.Auth, logins: &auth.Sessions{KV: b.Logins, TTL: opts.SessionTTL, CacheFor: sessionCacheFor}}
 	s.admission.lim = admissionLimits{MaxQueued: opts.MaxQueued, MaxQueueWait: opts.MaxQueueWait}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.app = fiber.New(fiber.Config{
@@ -165,6 +169,7 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Server
 		}
 		return apiError(fiber.StatusNotFound, "Not found")
 	})
+	go s.logins.Watch(s.ctx, s.log)
 	if err := s.listenAborts(); err != nil {
 		// Parts in flight then run to their end and are refused after.
 		s.log.Error().Err(err).Msg("subscribing to upload aborts failed")

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/scangate/scangate/internal/bustest"
 	"github.com/scangate/scangate/pkg/auth"
 	"github.com/scangate/scangate/pkg/bus"
@@ -73,7 +74,7 @@ func TestSees(t *testing.T) {
 // extends it; unused for the TTL it is gone; logged out it is gone at once.
 func TestSessionsSlideAndEnd(t *testing.T) {
 	b := bustest.Open(t, bus.Options{SessionTTL: time.Hour})
-	s := auth.Sessions{KV: b.Logins, TTL: time.Hour}
+	s := &auth.Sessions{KV: b.Logins, TTL: time.Hour}
 	ctx := context.Background()
 	t0 := time.Now()
 	id, err := s.Create(ctx, "ops", t0)
@@ -102,5 +103,54 @@ func TestSessionsSlideAndEnd(t *testing.T) {
 	}
 	if st, err := b.Logins.Status(ctx); err != nil || st.TTL() != time.Hour {
 		t.Errorf("the logins bucket keeps entries for %v, want the session TTL", st.TTL())
+	}
+}
+
+// Two nodes cache the sessions they resolve; a logout on one ends the
+// session on the other at once (through the bucket watch), not when the
+// other's cache would have aged out.
+func TestLogoutReachesOtherNodesCache(t *testing.T) {
+	b := bustest.Open(t, bus.Options{SessionTTL: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	nodeA := &auth.Sessions{KV: b.Logins, TTL: time.Hour, CacheFor: time.Hour}
+	nodeB := &auth.Sessions{KV: b.Logins, TTL: time.Hour, CacheFor: time.Hour}
+	for _, n := range []*auth.Sessions{nodeA, nodeB} {
+		go n.Watch(ctx, zerolog.Nop())
+	}
+	id, err := nodeA.Create(ctx, "ops", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// B resolves it until it serves it from its cache: a cached answer
+	// survives the KV entry's removal behind the watch's back.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if u, err := nodeB.Resolve(ctx, id, time.Now()); err != nil || u != "ops" {
+			t.Fatalf("B resolves: %q %v", u, err)
+		}
+		if nodeB.Cached(id) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("B never cached the session (is its watch running?)")
+		}
+		time.Sleep(10 * time.Millisecond) // polling for the watch to start
+	}
+	if err := nodeA.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodeA.Resolve(ctx, id, time.Now()); !errors.Is(err, auth.ErrInvalidKey) {
+		t.Errorf("A after its own logout: %v", err)
+	}
+	for {
+		_, err := nodeB.Resolve(ctx, id, time.Now())
+		if errors.Is(err, auth.ErrInvalidKey) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B still accepts the session after the logout on A: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling for the watch to deliver the logout
 	}
 }

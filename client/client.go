@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -277,28 +278,29 @@ func (c *Client) once(ctx context.Context, req *request) (resp *response, wrote 
 	// read for idle, no answer for answer after the last one.
 	dog := time.AfterFunc(c.idle, func() { cancel(errIdle) })
 	defer dog.Stop()
-	var sent atomic.Int64 // the transport writes the body on a goroutine of its own
-	var body io.Reader
+	var body *watchedReader
 	if req.body != nil {
-		b, err := req.body()
-		if err != nil {
-			return nil, false, backoff.Permanent(err)
+		b, berr := req.body()
+		if berr != nil {
+			return nil, false, backoff.Permanent(berr)
 		}
-		body = &watchedReader{r: b, dog: dog, idle: c.idle, answer: c.answer, size: req.size, sent: &sent, progress: req.progress}
+		body = &watchedReader{r: b, dog: dog, idle: c.idle, answer: c.answer, size: req.size, progress: req.progress}
+		// Bytes of an attempt that failed count for nothing. The
+		// transport may still be reading the body on its own goroutine
+		// after Do returned: end stops the count before taking it back.
+		defer func() { body.end(err != nil || resp.status != http.StatusOK) }()
 	} else {
 		dog.Reset(c.answer)
 	}
-	defer func() {
-		// Bytes of an attempt that failed count for nothing.
-		if n := sent.Load(); (err != nil || resp.status != http.StatusOK) && req.progress != nil && n > 0 {
-			req.progress(-n)
-		}
-	}()
 	var wroteAll atomic.Bool
 	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
 		WroteRequest: func(i httptrace.WroteRequestInfo) { wroteAll.Store(i.Err == nil) },
 	})
-	hr, err := http.NewRequestWithContext(actx, req.method, target, body)
+	var rbody io.Reader
+	if body != nil {
+		rbody = body
+	}
+	hr, err := http.NewRequestWithContext(actx, req.method, target, rbody)
 	if err != nil {
 		return nil, false, backoff.Permanent(err)
 	}
@@ -317,7 +319,7 @@ func (c *Client) once(ctx context.Context, req *request) (resp *response, wrote 
 	hr.Header.Set("User-Agent", c.userAgent)
 	hres, err := c.hc.Do(hr)
 	if err != nil {
-		return nil, wroteAll.Load() && (req.body == nil || sent.Load() == req.size), attemptError(actx, err)
+		return nil, wroteAll.Load() && (body == nil || body.all()), attemptError(actx, err)
 	}
 	defer hres.Body.Close()
 	dog.Reset(c.idle)
@@ -345,12 +347,22 @@ type watchedReader struct {
 	dog          *time.Timer
 	idle, answer time.Duration
 	size         int64
-	sent         *atomic.Int64
 	progress     func(int64)
+
+	mu    sync.Mutex // the transport reads on a goroutine of its own
+	sent  int64
+	ended bool
 }
 
+var errAttemptEnded = errors.New("attempt ended")
+
 func (w *watchedReader) Read(p []byte) (int, error) {
-	if rest := w.size - w.sent.Load(); int64(len(p)) > rest {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ended {
+		return 0, errAttemptEnded
+	}
+	if rest := w.size - w.sent; int64(len(p)) > rest {
 		p = p[:rest] // never send more than Content-Length
 	}
 	if len(p) == 0 {
@@ -359,20 +371,37 @@ func (w *watchedReader) Read(p []byte) (int, error) {
 	}
 	n, err := w.r.Read(p)
 	if n > 0 {
-		sent := w.sent.Add(int64(n))
+		w.sent += int64(n)
 		if w.progress != nil {
 			w.progress(int64(n))
 		}
-		if sent == w.size {
+		if w.sent == w.size {
 			w.dog.Reset(w.answer) // all sent: now the server works
 		} else {
 			w.dog.Reset(w.idle)
 		}
 	}
-	if err == io.EOF && w.sent.Load() < w.size {
+	if err == io.EOF && w.sent < w.size {
 		err = io.ErrUnexpectedEOF // the source is shorter than announced
 	}
 	return n, err
+}
+
+// all reports whether every byte of the body was read.
+func (w *watchedReader) all() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.sent == w.size
+}
+
+// end stops the body; failed takes its bytes back from the progress.
+func (w *watchedReader) end(failed bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ended = true
+	if failed && w.progress != nil && w.sent > 0 {
+		w.progress(-w.sent)
+	}
 }
 
 // kickReader keeps the watchdog from firing while an answer arrives.

@@ -68,7 +68,9 @@ type MultipartOptions struct {
 	PartSize int64 // bytes per part (default DefaultPartSize)
 	Parallel int   // parts in flight (default DefaultParallel)
 	// DataID resumes this session: the server is asked what is missing,
-	// and only that is sent. A complete session sends nothing.
+	// and only that is sent. A complete session sends nothing. The
+	// server's answer is its assembler's view, which may trail parts
+	// answered a moment before; such parts are sent again, harmlessly.
 	DataID string
 	// OnSession is called once the session is known, before any part is
 	// sent: with received 0 for a new session, with the bytes the server

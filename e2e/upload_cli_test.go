@@ -326,9 +326,12 @@ func TestUploadCommandResumesAcrossTwoNodes(t *testing.T) {
 }
 
 // A refusal with Retry-After (503 here) is waited out and the upload
-// succeeds; bad invocations exit 2, unreachable servers 3, clean files 0.
+// succeeds; a workflow without multipart gets large files whole; bad
+// invocations exit 2, unreachable servers 3, clean files 0.
 func TestUploadCommandExitCodes(t *testing.T) {
-	n := startNode(t, testConfig(t))
+	cfg := testConfig(t)
+	cfg.Workflows[0].Multipart.Enabled = false
+	n := startNode(t, cfg)
 	target, _ := url.Parse(n.URL(""))
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	var posts atomic.Int32
@@ -352,6 +355,10 @@ func TestUploadCommandExitCodes(t *testing.T) {
 	if code, out, errOut := runUpload(context.Background(), "--server", busy.URL, "--state-dir", state, "--progress", "none", "--wait", clean); code != 0 ||
 		!strings.Contains(out, "Allowed") || posts.Load() != 2 {
 		t.Errorf("through a 503 with Retry-After: exit %d after %d POSTs\n%s\n%s", code, posts.Load(), out, errOut)
+	}
+	if code, out, errOut := runUpload(context.Background(), "--server", n.URL(""), "--state-dir", state, "--threshold", "1", "--progress", "lines", dir); code != 0 ||
+		!strings.Contains(errOut, "Multipart upload is not enabled") || !strings.Contains(out, "whole") {
+		t.Errorf("a large file under a workflow without multipart: exit %d\n%s\n%s", code, out, errOut)
 	}
 	for _, tc := range []struct {
 		name string

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -421,7 +422,7 @@ func (u *uploader) send(ctx context.Context, f fileJob, key string, prev *stateE
 			atomic.AddInt64(&out.Sent, d)
 			fp.add(d)
 		}}
-	if prev == nil && f.size < int64(u.o.threshold) {
+	whole := func() error {
 		out.Upload = "whole"
 		fp = u.ui.start(f.name, f.size, 0, "whole")
 		id, err := u.c.Upload(ctx, fh, f.size, fo)
@@ -429,6 +430,7 @@ func (u *uploader) send(ctx context.Context, f fileJob, key string, prev *stateE
 			fp.finish("", err)
 			return err
 		}
+		// Recorded once answered: a re-run does not send it again.
 		out.DataID = id
 		entry.Method, entry.DataID, entry.Complete = "whole", id, true
 		if err := u.st.save(key, entry); err != nil {
@@ -436,6 +438,9 @@ func (u *uploader) send(ctx context.Context, f fileJob, key string, prev *stateE
 		}
 		fp.finish(id, nil)
 		return nil
+	}
+	if prev == nil && f.size < int64(u.o.threshold) {
+		return whole()
 	}
 
 	out.Upload = "multipart"
@@ -461,6 +466,12 @@ func (u *uploader) send(ctx context.Context, f fileJob, key string, prev *stateE
 		entry = prev
 	}
 	id, err := u.c.UploadMultipart(ctx, fh, f.size, fo, mo)
+	var apiErr *client.Error
+	if fp == nil && prev == nil && errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusForbidden && apiErr.RetryAfter == 0 {
+		// The workflow takes no multipart uploads: send the file whole.
+		u.ui.logf("whole   %s: %s", f.name, apiErr.Message)
+		return whole()
+	}
 	if fp == nil {
 		return err // the session was never opened or found
 	}

@@ -386,6 +386,7 @@ func (u *uploader) file(ctx context.Context, f fileJob) *outcome {
 	}
 	if prev != nil && prev.Complete {
 		out.DataID, out.Upload, out.Note = prev.DataID, prev.Method, "already uploaded"
+		u.ui.skip(f.size)
 		u.ui.logf("done    %s  %s  already uploaded", f.name, prev.DataID)
 		return out
 	}
@@ -427,7 +428,7 @@ func (u *uploader) send(ctx context.Context, f fileJob, key string, prev *stateE
 		fp = u.ui.start(f.name, f.size, 0, "whole")
 		id, err := u.c.Upload(ctx, fh, f.size, fo)
 		if err != nil {
-			fp.finish("", err)
+			fp.finish("", stopped(ctx, err))
 			return err
 		}
 		// Recorded once answered: a re-run does not send it again.
@@ -476,7 +477,7 @@ func (u *uploader) send(ctx context.Context, f fileJob, key string, prev *stateE
 		return err // the session was never opened or found
 	}
 	if err != nil {
-		fp.finish("", err)
+		fp.finish("", stopped(ctx, err))
 		return err
 	}
 	entry.Complete = true
@@ -485,6 +486,16 @@ func (u *uploader) send(ctx context.Context, f fileJob, key string, prev *stateE
 	}
 	fp.finish(id, nil)
 	return nil
+}
+
+// errStopped marks a file whose upload the interruption cut short.
+var errStopped = errors.New("interrupted")
+
+func stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return errStopped
+	}
+	return err
 }
 
 // waitVerdicts polls every uploaded file's result until it is final.

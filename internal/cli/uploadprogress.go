@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -19,6 +20,9 @@ type progressUI interface {
 	// start shows a file whose upload begins; done is what the server
 	// already holds (a resumed upload).
 	start(name string, size, done int64, how string) fileProgress
+	// skip says that n bytes of the total will not be sent (the file is
+	// already on the server, or empty).
+	skip(n int64)
 	// logf prints a line (above the bars, when there are bars).
 	logf(format string, args ...any)
 	// close ends the display; no method may be called after it.
@@ -31,45 +35,72 @@ type fileProgress interface {
 	finish(dataID string, err error)
 }
 
+func failLine(name string, err error) string {
+	if errors.Is(err, errStopped) {
+		return fmt.Sprintf("stopped %s (run again to resume)", name)
+	}
+	return fmt.Sprintf("failed  %s: %v", name, err)
+}
+
 func size(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
 
 // --- bars ---
 
-// barsUI draws a bar per file and one for all of them with mpb.
+// barsUI draws a bar per file and one for all of them with mpb. Bars
+// count the bytes this run sends: what a resumed file already has on the
+// server is left out, so that rates and ETAs are true.
 type barsUI struct {
-	p     *mpb.Progress
-	total *mpb.Bar
-	mu    sync.Mutex
-	last  time.Time // last update of the total bar, for its rate
+	p      *mpb.Progress
+	total  *mpb.Bar
+	mu     sync.Mutex
+	left   int64 // bytes the total bar expects
+	failed bool  // a file stopped short: the total will not be reached
 }
 
 func newBarsUI(w io.Writer, totalBytes int64) *barsUI {
 	p := mpb.New(mpb.WithOutput(w), mpb.WithWidth(32), mpb.WithRefreshRate(150*time.Millisecond), mpb.WithAutoRefresh())
 	total := p.AddBar(totalBytes, mpb.BarPriority(math.MaxInt),
 		mpb.PrependDecorators(decor.Name("total", decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f", decor.WCSyncSpace)),
-		mpb.AppendDecorators(decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30, decor.WCSyncSpace),
-			decor.OnComplete(decor.EwmaETA(decor.ET_STYLE_GO, 30, decor.WCSyncSpace), "")))
-	return &barsUI{p: p, total: total, last: time.Now()}
+		mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), "% .1f", decor.WCSyncSpace),
+			decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO, decor.WCSyncSpace), "")))
+	return &barsUI{p: p, total: total, left: totalBytes}
+}
+
+// expect takes n bytes off what the total bar waits for.
+func (u *barsUI) expect(n int64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.left -= n
+	u.total.SetTotal(u.left, false)
 }
 
 func (u *barsUI) start(name string, sz, done int64, how string) fileProgress {
-	bar := u.p.AddBar(sz, mpb.BarRemoveOnComplete(),
-		mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f", decor.WCSyncSpace)),
-		mpb.AppendDecorators(decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30, decor.WCSyncSpace),
-			decor.EwmaETA(decor.ET_STYLE_GO, 30, decor.WCSyncSpace), decor.Name(" "+how)))
 	if done > 0 {
-		bar.SetCurrent(done)
-		u.total.IncrInt64(done)
+		u.expect(done)
+		how = fmt.Sprintf("%s, resumed: %s were on the server", how, size(done))
 	}
-	return &barFile{u: u, bar: bar, name: name, size: sz, last: time.Now()}
+	bar := u.p.AddBar(sz-done, mpb.BarRemoveOnComplete(),
+		mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f", decor.WCSyncSpace)),
+		mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), "% .1f", decor.WCSyncSpace),
+			decor.AverageETA(decor.ET_STYLE_GO, decor.WCSyncSpace), decor.Name(" "+how)))
+	return &barFile{u: u, bar: bar, name: name}
 }
+
+func (u *barsUI) skip(n int64) { u.expect(n) }
 
 func (u *barsUI) logf(format string, args ...any) {
 	fmt.Fprintf(u.p, format+"\n", args...)
 }
 
 func (u *barsUI) close() {
-	u.total.SetTotal(-1, true) // failed files never reach the total
+	u.mu.Lock()
+	failed := u.failed
+	u.mu.Unlock()
+	if failed {
+		u.total.Abort(false) // shows where it stopped
+	} else {
+		u.total.SetTotal(-1, true)
+	}
 	u.p.Wait()
 }
 
@@ -77,34 +108,20 @@ type barFile struct {
 	u    *barsUI
 	bar  *mpb.Bar
 	name string
-	size int64
-	mu   sync.Mutex
-	last time.Time
 }
 
 func (f *barFile) add(delta int64) {
-	now := time.Now()
-	if delta < 0 {
-		f.bar.IncrInt64(delta)
-		f.u.total.IncrInt64(delta)
-		return
-	}
-	f.mu.Lock()
-	dur := now.Sub(f.last)
-	f.last = now
-	f.mu.Unlock()
-	f.bar.EwmaIncrInt64(delta, dur)
-	f.u.mu.Lock()
-	tdur := now.Sub(f.u.last)
-	f.u.last = now
-	f.u.mu.Unlock()
-	f.u.total.EwmaIncrInt64(delta, tdur)
+	f.bar.IncrInt64(delta)
+	f.u.total.IncrInt64(delta)
 }
 
 func (f *barFile) finish(dataID string, err error) {
 	if err != nil {
-		f.bar.Abort(true)
-		f.u.logf("failed  %s: %v", f.name, err)
+		f.u.mu.Lock()
+		f.u.failed = true
+		f.u.mu.Unlock()
+		f.bar.Abort(false) // the bar stays, showing how far the file got
+		f.u.logf("%s", failLine(f.name, err))
 		return
 	}
 	f.bar.SetTotal(-1, true)
@@ -177,6 +194,8 @@ func (u *linesUI) start(name string, sz, done int64, how string) fileProgress {
 	return f
 }
 
+func (u *linesUI) skip(int64) {}
+
 func (u *linesUI) logf(format string, args ...any) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -207,7 +226,7 @@ func (f *lineFile) finish(dataID string, err error) {
 	defer f.u.mu.Unlock()
 	delete(f.u.files, f)
 	if err != nil {
-		fmt.Fprintf(f.u.w, "failed  %s: %v\n", f.name, err)
+		fmt.Fprintln(f.u.w, failLine(f.name, err))
 		return
 	}
 	el := time.Since(f.began)
@@ -221,6 +240,7 @@ func (f *lineFile) finish(dataID string, err error) {
 type quietUI struct{ w io.Writer }
 
 func (u quietUI) start(name string, _, _ int64, _ string) fileProgress { return quietFile{u.w, name} }
+func (quietUI) skip(int64)                                             {}
 func (u quietUI) logf(format string, args ...any)                      { fmt.Fprintf(u.w, format+"\n", args...) }
 func (quietUI) close()                                                 {}
 
@@ -232,6 +252,6 @@ type quietFile struct {
 func (quietFile) add(int64) {}
 func (f quietFile) finish(_ string, err error) {
 	if err != nil {
-		fmt.Fprintf(f.w, "failed  %s: %v\n", f.name, err)
+		fmt.Fprintln(f.w, failLine(f.name, err))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -241,8 +242,12 @@ type quietUI struct{ w io.Writer }
 
 func (u quietUI) start(name string, _, _ int64, _ string) fileProgress { return quietFile{u.w, name} }
 func (quietUI) skip(int64)                                             {}
-func (u quietUI) logf(format string, args ...any)                      { fmt.Fprintf(u.w, format+"\n", args...) }
-func (quietUI) close()                                                 {}
+func (u quietUI) logf(format string, args ...any) {
+	if strings.HasPrefix(format, "warning") { // progress is off, trouble is not
+		fmt.Fprintf(u.w, format+"\n", args...)
+	}
+}
+func (quietUI) close() {}
 
 type quietFile struct {
 	w    io.Writer

@@ -32,6 +32,8 @@ commands:
               it works on the embedded store in --data: stop serve first
   passwd      read a password on stdin, print its bcrypt hash for
               auth.users[].password_hash
+  upload      send files or directories to scangate nodes, resumably;
+              --wait prints the verdicts (scangate upload -h)
   version     print the version
 
 flags (every command):
@@ -75,6 +77,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return migrate(ctx, rest, stdout, stderr)
 	case "passwd":
 		return passwd(stdin, stdout, stderr)
+	case "upload":
+		return upload(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "scangate: unknown command %q\n\n%s", cmd, usage)
 		return 2

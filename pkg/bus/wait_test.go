@@ -131,3 +131,21 @@ func TestOpenGivesUpWithContext(t *testing.T) {
 		t.Errorf("Open against no server: %v", err)
 	}
 }
+
+// nats.listen with port 0 asks for a free port, as any listen address
+// does: two embedded servers on ":0" both start, on different ports
+// (nats-server itself would read 0 as 4222 and the second would fail).
+func TestEmbeddedListenPortZeroPicksAFreePort(t *testing.T) {
+	var urls []string
+	for range 2 {
+		srv, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Listen: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatalf("StartEmbedded: %v", err)
+		}
+		t.Cleanup(srv.Shutdown)
+		urls = append(urls, srv.Server.ClientURL())
+	}
+	if urls[0] == urls[1] || strings.HasSuffix(urls[0], ":4222") {
+		t.Errorf("client URLs %v: want two different free ports", urls)
+	}
+}

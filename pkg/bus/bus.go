@@ -107,6 +107,9 @@ type Options struct {
 	// SessionTTL is the max age of login sessions (auth.session_ttl): one
 	// not used for this long is gone.
 	SessionTTL time.Duration
+	// BatchTTL is how long a batch, its joins and its members' summaries
+	// are kept after their last change (0: DefaultBatchTTL).
+	BatchTTL time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -118,6 +121,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SessionTTL <= 0 {
 		o.SessionTTL = DefaultSessionTTL
+	}
+	if o.BatchTTL <= 0 {
+		o.BatchTTL = DefaultBatchTTL
 	}
 	return o
 }
@@ -132,7 +138,11 @@ type Bus struct {
 	Sessions jetstream.KeyValue
 	Nodes    jetstream.KeyValue
 	Logins   jetstream.KeyValue
-	Opts     Options
+	// Batches and BatchFiles hold batches: ingest writes the first, the
+	// recorder the second (see events.BucketBatches).
+	Batches    jetstream.KeyValue
+	BatchFiles jetstream.KeyValue
+	Opts       Options
 
 	streams    sync.Map // name → jetstream.Stream, see stream
 	committers sync.Map // stream name → *Committer
@@ -242,6 +252,10 @@ func (b *Bus) bind(ctx context.Context) error {
 			b.Nodes = kv
 		case events.BucketLogins:
 			b.Logins = kv
+		case events.BucketBatches:
+			b.Batches = kv
+		case events.BucketBatchFiles:
+			b.BatchFiles = kv
 		}
 	}
 	return nil
@@ -261,7 +275,9 @@ func Topology(o Options) []Asset {
 		assets = append(assets, StreamAsset(sc))
 	}
 	for _, kc := range Buckets(o) {
-		assets = append(assets, BucketAsset(kc, kc.Bucket == events.BucketResults || kc.Bucket == events.BucketHashes))
+		groupCommit := kc.Bucket == events.BucketResults || kc.Bucket == events.BucketHashes ||
+			kc.Bucket == events.BucketBatchFiles // the recorder's member summaries, one per result write
+		assets = append(assets, BucketAsset(kc, groupCommit))
 	}
 	for _, c := range Consumers(o) {
 		assets = append(assets, ConsumerAsset(c))
@@ -498,8 +514,24 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 			c.TTL = o.SessionTTL
 			return c
 		}(),
+		func() jetstream.KeyValueConfig {
+			c := kv(events.BucketBatches, "batches and the files that joined them, by batch_id")
+			c.TTL = o.BatchTTL
+			return c
+		}(),
+		func() jetstream.KeyValueConfig {
+			c := kv(events.BucketBatchFiles, "batch members' summaries by batch_id.data_id")
+			c.TTL = o.BatchTTL
+			return c
+		}(),
 	}
 }
+
+// DefaultBatchTTL is how long a batch is kept after its last change, and
+// a member's summary after the member's last result change. It stands in
+// for the retention of results until that is configurable; changing it
+// changes the buckets (scangate migrate).
+const DefaultBatchTTL = 30 * 24 * time.Hour
 
 // natsLogger routes the embedded server's log into zerolog.
 type natsLogger struct{ l zerolog.Logger }

@@ -592,3 +592,77 @@ func TestBatchJoinRacesClose(t *testing.T) {
 		t.Errorf("%d new results for %d accepted files: refused uploads left results behind", got, len(accepted))
 	}
 }
+
+// Batches on a three-node JetStream cluster with two ingests sharing one
+// configured key pair: files join concurrently through both (a join that
+// meets another in flight is tried again, never refused), the close on one
+// ingest holds for the other, and either ingest's report verifies with the
+// one certificate.
+func TestClusterBatch(t *testing.T) {
+	r := newClusterRig(t)
+	pair := t.TempDir()
+	if _, err := batch.LoadOrCreateSigner(pair); err != nil {
+		t.Fatal(err)
+	}
+	keyPath, certPath := filepath.Join(pair, batch.GeneratedKeyFile), filepath.Join(pair, batch.GeneratedCertFile)
+	startIngest := func(name string) *roleNode {
+		cfg := r.config(t.TempDir())
+		cfg.Batches.SigningKey, cfg.Batches.Certificate = keyPath, certPath
+		n, err := node.Start(context.Background(), cfg, []node.Role{node.Ingest}, "test", nodeLog{t, name})
+		if err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+		rn := &roleNode{Node: n, name: name}
+		t.Cleanup(rn.stop)
+		return rn
+	}
+	ingests := []*roleNode{startIngest("ingest-1"), startIngest("ingest-2")}
+	r.start("assembler", node.Assembler)
+	r.start("scanner", node.Scanner)
+
+	bid := openBatch(t, ingests[0].URL(""), "", nil)
+	const clients, each = 6, 4
+	var mu sync.Mutex
+	var accepted []string
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			for i := range each {
+				base := ingests[(c+i)%2].URL("")
+				code, out := upload(t, base, []byte(fmt.Sprintf("client %d file %d", c, i)), map[string]string{"batch": bid})
+				if code != 200 {
+					t.Errorf("upload through %s: %d %v", base, code, out)
+					continue
+				}
+				mu.Lock()
+				accepted = append(accepted, str(out["data_id"]))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if code, out, _ := call(t, "POST", ingests[1].URL("/file/batch/"+bid+"/close"), "", nil, nil); code != 200 || out["is_closed"] != true {
+		t.Fatalf("close through ingest-2: %d %v", code, out)
+	}
+	if code, out := upload(t, ingests[0].URL(""), []byte("late"), map[string]string{"batch": bid}); code != 400 || out["err"] != "Batch is closed." {
+		t.Errorf("a file after the close, through ingest-1: %d %v", code, out)
+	}
+	st := waitBatchFinal(t, ingests[0].URL(""), "", bid)
+	if num(path(st, "batch_files", "batch_count")) != int64(len(accepted)) || len(accepted) != clients*each {
+		t.Errorf("batch_count %v, %d accepted of %d", path(st, "batch_files", "batch_count"), len(accepted), clients*each)
+	}
+	published, err := os.ReadFile(certPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range ingests {
+		code, body, _ := rawGet(t, in.URL("/file/batch/"+bid+"/certificate"), "")
+		report, sig, _, err := batch.Split(body)
+		if code != 200 || err != nil {
+			t.Fatalf("certificate through %s: %d %v", in.name, code, err)
+		}
+		if err := batch.Verify(report, sig, published); err != nil {
+			t.Errorf("the report of %s does not verify with the configured certificate: %v", in.name, err)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -17,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/scangate/scangate/pkg/batch"
+	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/events"
 	"github.com/scangate/scangate/pkg/ids"
 	"github.com/scangate/scangate/pkg/kvjson"
@@ -61,11 +63,40 @@ const (
 	// after it joined (its node died, JetStream refused the event); it is
 	// not in the batch.
 	joinSettle = viewWait
+	// cancelsInFlight bounds the member cancels a batch cancel sends at once.
+	cancelsInFlight = 64
 )
 
 func (s *Server) batches() kvjson.Store[batch.Batch] {
 	return kvjson.Store[batch.Batch]{KV: s.b.Batches, Name: "batches"}
 }
+
+// readBatch reads a batch, and the revision it is at, from the leader of
+// its stream. A KV get may be answered by any replica (a direct get), and
+// on a cluster a replica can be a moment behind: a batch another ingest has
+// just created would look unknown, one it has just closed still open. The
+// leader has applied every write it acknowledged.
+func (s *Server) readBatch(ctx context.Context, id string) (*batch.Batch, uint64, error) {
+	js, err := s.b.NC.JetStream()
+	if err != nil {
+		return nil, 0, err
+	}
+	m, err := js.GetLastMsg(bus.BucketStream(events.BucketBatches), bucketSubject(events.BucketBatches, id), nats.Context(ctx))
+	if errors.Is(err, nats.ErrMsgNotFound) || err == nil && m.Header.Get(kvOperation) != "" {
+		return nil, 0, fmt.Errorf("batch %s: %w", id, kvjson.ErrNotFound) // none, or deleted
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("batch %s: %w", id, err)
+	}
+	var b batch.Batch
+	if err := json.Unmarshal(m.Data, &b); err != nil {
+		return nil, 0, fmt.Errorf("batch %s: %w", id, err)
+	}
+	return &b, m.Sequence, nil
+}
+
+// kvOperation is the header a KV delete or purge marker carries.
+const kvOperation = "KV-Operation"
 
 // ownBatch is the batch id for the request's user: another user's batch
 // is errBatchNotFound, like an unknown one.
@@ -73,7 +104,7 @@ func (s *Server) ownBatch(c *fiber.Ctx, id string) (*batch.Batch, uint64, error)
 	if !ids.Valid(id) {
 		return nil, 0, errBatchNotFound
 	}
-	b, rev, err := s.batches().Get(c.UserContext(), id)
+	b, rev, err := s.readBatch(c.UserContext(), id)
 	if errors.Is(err, kvjson.ErrNotFound) || err == nil && !sees(c, b.Owner) {
 		return nil, 0, errBatchNotFound
 	}
@@ -116,7 +147,7 @@ func (s *Server) joinBatch(ctx context.Context, batchID, dataID string) error {
 	}
 	deadline := time.Now().Add(viewWait)
 	for {
-		b, rev, err := s.batches().Get(ctx, batchID)
+		b, rev, err := s.readBatch(ctx, batchID)
 		switch {
 		case errors.Is(err, kvjson.ErrNotFound):
 			return errBatchUnknown // expired meanwhile
@@ -269,15 +300,30 @@ func (s *Server) cancelBatch(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	// Many at once, so that their events share group commits: a batch of
+	// thousands of running files is cancelled in a few commits, not one
+	// fsync after another.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, cancelsInFlight)
+	errs := make(chan error, len(members))
 	n := 0
 	for _, m := range members {
 		if m.Final() {
 			continue
 		}
-		if err := s.cancelMember(ctx, m); err != nil {
-			return err
-		}
 		n++
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs <- s.cancelMember(ctx, m)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err // the cancels that went out stand; a retry repeats the rest
+		}
 	}
 	s.log.Info().Str("batch_id", b.BatchID).Int("files", len(members)).Int("cancelled", n).Msg("batch cancelled")
 	return c.JSON(map[string]string{b.BatchID: "cancelled"})
@@ -511,7 +557,8 @@ func (s *Server) sendBatchStatus(c *fiber.Ctx, b *batch.Batch, settle bool) erro
 		ScanResults: batchScanResults{BatchID: b.BatchID, ScanAllResultI: v.Code, ScanAllResultA: result.CodeName(v.Code),
 			StartTime: start, TotalTime: total, TotalAVs: v.TotalAVs},
 	}
-	for _, m := range members[min(first, len(members)):min(first+size, len(members))] {
+	lo := min(first, len(members))
+	for _, m := range members[lo : lo+min(size, len(members)-lo)] {
 		f := batchFile{DataID: m.DataID, DisplayName: m.DisplayName, FileSize: m.FileSize, FileType: m.FileType,
 			FileTypeDescription: m.FileTypeDescription, ScanAllResultI: m.ScanAllResultI, ScanAllResultA: m.ScanAllResultA,
 			DetectedBy: m.DetectedBy, ScannedWith: m.ScannedWith, ProgressPercentage: m.ProgressPercentage}

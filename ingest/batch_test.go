@@ -72,6 +72,11 @@ func TestBatchOfThousandsOfFiles(t *testing.T) {
 	if st.ScanResults.ScanAllResultI != result.Infected || st.ProcessInfo.Result != result.Blocked {
 		t.Errorf("verdict %d %s, want the one infected file's", st.ScanResults.ScanAllResultI, st.ProcessInfo.Result)
 	}
+	var past batchStatus
+	if code := doJSON(t, "GET", ts.url("/file/batch/"+bid+"?first=9223372036854775807&size=2000"), &past); code != 200 ||
+		len(past.BatchFiles.FilesInBatch) != 0 || past.BatchFiles.BatchCount != files {
+		t.Errorf("a page far past the end: %d, %d files of %d", code, len(past.BatchFiles.FilesInBatch), past.BatchFiles.BatchCount)
+	}
 	if took > 5*time.Second {
 		t.Errorf("a page took %v", took)
 	}

@@ -105,7 +105,10 @@ func (r *recorder) apply(ctx context.Context, ev *result.Event, seq uint64, rere
 		queued := make(chan error, 1)
 		go func() { queued <- r.b.PublishFileComplete(ctx, ev.File) }()
 		_, err = r.put(ctx, next, rev)
-		return errors.Join(err, <-queued)
+		if err = errors.Join(err, <-queued); err != nil {
+			return err
+		}
+		return r.member(ctx, next) // batch membership (batchmember.go)
 	}
 	rev, err = r.put(ctx, next, rev)
 	if err != nil {
@@ -154,6 +157,9 @@ func (r *recorder) put(ctx context.Context, rec *result.Record, rev uint64) (uin
 
 // effects follow from rec having just been written by ev, at revision rev.
 func (r *recorder) effects(ctx context.Context, ev *result.Event, rec *result.Record, rev uint64, log zerolog.Logger) error {
+	if err := r.member(ctx, rec); err != nil { // batch membership (batchmember.go)
+		return err
+	}
 	switch {
 	case rec.Final():
 		// Only webhooks listen for scan-done: a file without one is not

@@ -14,7 +14,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/scangate/scangate/pkg/events"
-	"github.com/scangate/scangate/pkg/ids"
 	"github.com/scangate/scangate/pkg/names"
 	"github.com/scangate/scangate/pkg/netguard"
 )
@@ -64,6 +63,18 @@ func (s *Server) fileMeta(c *fiber.Ctx) (events.FileMeta, error) {
 	if rule == "" {
 		rule = header(c, "workflow") // deprecated alias
 	}
+	if v := header(c, "batch"); v != "" {
+		// The caller's open batch, checked before any byte is stored
+		// (batch.go). Its files take its rule when they name none.
+		b, err := s.openBatch(c, v)
+		if err != nil {
+			return m, err
+		}
+		m.Batch = v
+		if rule == "" && m.UserAgent == "" {
+			rule, m.UserAgent = b.Workflow, b.UserAgent
+		}
+	}
 	wf, err := s.opts.Workflows.Select(rule, m.UserAgent)
 	if err != nil {
 		return m, apiError(fiber.StatusBadRequest, "Unknown rule.")
@@ -79,12 +90,6 @@ func (s *Server) fileMeta(c *fiber.Ctx) (events.FileMeta, error) {
 		if m.SanitizedURL, err = s.checkTarget(v); err != nil {
 			return m, apiError(fiber.StatusBadRequest, "Sanitized url is invalid.")
 		}
-	}
-	if v := header(c, "batch"); v != "" {
-		if !ids.Valid(v) {
-			return m, apiError(fiber.StatusBadRequest, "Invalid batch id.")
-		}
-		m.Batch = v
 	}
 	if v := c.Get("metadata"); v != "" {
 		if m.Metadata, err = parseMetadata(v); err != nil {

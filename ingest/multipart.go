@@ -86,6 +86,9 @@ func (s *Server) listenAborts() error {
 // /file/multipart and the first chunk of a sequential upload.
 func (s *Server) openSession(ctx context.Context, total int64, meta events.FileMeta, chunked bool, ttl time.Duration) (*session.Session, error) {
 	id := ids.New()
+	if err := s.joinBatch(ctx, meta.Batch, id); err != nil {
+		return nil, err // the batch closed meanwhile (batch.go)
+	}
 	now := time.Now()
 	p := events.Partition(id, s.b.Opts.Partitions)
 	log := s.log.With().Str("data_id", id).Logger()

@@ -455,6 +455,43 @@ func TestOpenAPIResponsesConform(t *testing.T) {
 		part()
 		check(exchange{method: "GET", template: "/file/multipart/{id}", path: "/file/multipart/" + id})
 	}
+
+	// Batches: open one, a file and a multipart upload join it, its
+	// status, a close refused while the upload is incomplete, then the
+	// upload aborted, the close, a file refused by the closed batch, the
+	// signed report and the cancel; unknown batches everywhere.
+	check(exchange{method: "POST", template: "/file/batch", path: "/file/batch", header: map[string]string{"rule": "no such rule"}})
+	for _, ex := range []exchange{
+		{method: "GET", template: "/file/batch/{id}", path: "/file/batch/" + unknown},
+		{method: "POST", template: "/file/batch/{id}/close", path: "/file/batch/" + unknown + "/close"},
+		{method: "POST", template: "/file/batch/{id}/cancel", path: "/file/batch/" + unknown + "/cancel"},
+		{method: "GET", template: "/file/batch/{id}/certificate", path: "/file/batch/" + unknown + "/certificate"},
+		{method: "POST", template: "/file", path: "/file", header: map[string]string{"batch": unknown}, body: "x"},
+		{method: "POST", template: "/file/multipart", path: "/file/multipart", header: map[string]string{"batch": unknown, "total-length": "5"}},
+	} {
+		check(ex)
+	}
+	opened := check(exchange{method: "POST", template: "/file/batch", path: "/file/batch",
+		header: map[string]string{"user-data": "ticket%2042", "user_agent": "tester"}})
+	if bid, _ := opened["batch_id"].(string); bid != "" {
+		inBatch := map[string]string{"batch": bid, "filename": "one.txt"}
+		check(exchange{method: "GET", template: "/file/batch/{id}", path: "/file/batch/" + bid})
+		check(exchange{method: "POST", template: "/file", path: "/file", header: inBatch, body: "in a batch"})
+		mp := check(exchange{method: "POST", template: "/file/multipart", path: "/file/multipart",
+			header: map[string]string{"batch": bid, "total-length": "10"}})
+		check(exchange{method: "GET", template: "/file/batch/{id}", path: "/file/batch/" + bid + "?first=0&size=1"})
+		check(exchange{method: "GET", template: "/file/batch/{id}", path: "/file/batch/" + bid + "?first=-1", outside: true})
+		check(exchange{method: "POST", template: "/file/batch/{id}/close", path: "/file/batch/" + bid + "/close"})
+		if id, _ := mp["data_id"].(string); id != "" {
+			check(exchange{method: "DELETE", template: "/file/multipart/{id}", path: "/file/multipart/" + id})
+		}
+		check(exchange{method: "POST", template: "/file/batch/{id}/close", path: "/file/batch/" + bid + "/close"})
+		check(exchange{method: "POST", template: "/file", path: "/file", header: inBatch, body: "too late"})
+		check(exchange{method: "GET", template: "/file/batch/{id}/certificate", path: "/file/batch/" + bid + "/certificate"})
+		check(exchange{method: "POST", template: "/file/batch/{id}/cancel", path: "/file/batch/" + bid + "/cancel"})
+		check(exchange{method: "GET", template: "/file/batch/{id}", path: "/file/batch/" + bid,
+			header: map[string]string{"apikey": userKey}}) // another user's: as unknown
+	}
 }
 
 // pathParams reads the values of template's {params} from path.

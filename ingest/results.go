@@ -315,12 +315,8 @@ func (s *Server) cancelFile(c *fiber.Ctx) error {
 	if rec.Result.ScanResults.ScanAllResultI == result.MultipartUploading {
 		return s.deleteMultipart(c)
 	}
-	ev := &result.Event{Kind: result.EventClosed, DataID: id, Code: result.Cancelled, At: time.Now()}
-	if err := s.b.PublishResult(ctx, ev, "cancel-"+id); err != nil {
-		return s.queueError(err, s.log.With().Str("data_id", id).Logger())
-	}
-	if err := s.b.NC.Publish(events.CancelSubject(id), nil); err != nil {
-		s.log.Warn().Err(err).Str("data_id", id).Msg("cancel broadcast failed; a running scan finishes and its verdict is ignored")
+	if err := s.requestCancel(ctx, id); err != nil {
+		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, viewWait)
 	defer cancel()
@@ -332,6 +328,21 @@ func (s *Server) cancelFile(c *fiber.Ctx) error {
 	}
 	s.log.Info().Str("data_id", id).Int("verdict", final.Result.ScanResults.ScanAllResultI).Msg("cancel requested")
 	return cancelAnswer(c, id, final)
+}
+
+// requestCancel cancels a file that is not final: the cancel goes into the
+// file's result log (the durable decision, applied in order: a verdict
+// that is there first wins), then scanners are told to stop. Shared by a
+// file's cancel and a batch's.
+func (s *Server) requestCancel(ctx context.Context, id string) error {
+	ev := &result.Event{Kind: result.EventClosed, DataID: id, Code: result.Cancelled, At: time.Now()}
+	if err := s.b.PublishResult(ctx, ev, "cancel-"+id); err != nil {
+		return s.queueError(err, s.log.With().Str("data_id", id).Logger())
+	}
+	if err := s.b.NC.Publish(events.CancelSubject(id), nil); err != nil {
+		s.log.Warn().Err(err).Str("data_id", id).Msg("cancel broadcast failed; a running scan finishes and its verdict is ignored")
+	}
+	return nil
 }
 
 // cancelAnswer answers a cancel of a file whose result is final.

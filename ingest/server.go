@@ -23,6 +23,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/scangate/scangate/pkg/auth"
+	"github.com/scangate/scangate/pkg/batch"
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/config"
@@ -74,6 +75,9 @@ type Options struct {
 	// ReadyChecks are the other roles' readiness checks in this process
 	// (a scanner's clamd), added to /readyz.
 	ReadyChecks []health.Check
+	// BatchSigner signs batch reports (nil: a key pair that lives as long
+	// as the process).
+	BatchSigner *batch.Signer
 }
 
 // sessionCacheFor is how long a node trusts a login session it resolved
@@ -99,6 +103,7 @@ type Server struct {
 	logins    *auth.Sessions
 	// metricsHandler serves GET /metrics from opts.Metrics.
 	metricsHandler fiber.Handler
+	signer         *batch.Signer // signs batch reports (batch.go)
 }
 
 // New builds the API. Serve starts answering.
@@ -125,6 +130,12 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Server
 		opts: opts, log: log.With().Str("role", "ingest").Logger(),
 		dir: opts.Auth, logins: &auth.Sessions{KV: b.Logins, TTL: opts.SessionTTL, CacheFor: sessionCacheFor}}
 	s.admission.lim = admissionLimits{MaxQueued: opts.MaxQueued, MaxQueueWait: opts.MaxQueueWait}
+	if s.signer = opts.BatchSigner; s.signer == nil {
+		var err error
+		if s.signer, err = batch.NewEphemeralSigner(); err != nil {
+			panic(err) // crypto/rand failing: nothing would work
+		}
+	}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.app = fiber.New(fiber.Config{
 		AppName:                      "scangate",
@@ -183,6 +194,12 @@ func (s *Server) routes(r fiber.Router) {
 	r.Post("/file/multipart/:id", s.postPart)
 	r.Get("/file/multipart/:id", s.getMultipart)
 	r.Delete("/file/multipart/:id", s.deleteMultipart)
+	// Batches (batch.go).
+	r.Post("/file/batch", s.postBatch)
+	r.Get("/file/batch/:id", s.getBatch)
+	r.Post("/file/batch/:id/close", s.closeBatch)
+	r.Post("/file/batch/:id/cancel", s.cancelBatch)
+	r.Get("/file/batch/:id/certificate", s.getBatchCertificate)
 	r.Get("/file/rules", s.getRules)
 	r.Get("/file/webhook/:id", s.getWebhook)
 	r.Post("/file/webhook/:id/replay", s.replayWebhook)

@@ -100,6 +100,9 @@ func (s *Server) postFile(c *fiber.Ctx) error {
 			fc.Hashes = h.Sums()
 		}
 	}
+	if err := s.joinUpload(&meta, dataID, fc.Data == nil); err != nil {
+		return err // the batch closed while the body came in (batch.go)
+	}
 	// One durable event makes the file accepted: the recorder writes its
 	// 255 record from it and queues it for the scanners.
 	ev := &result.Event{Kind: result.EventQueued, DataID: dataID, File: fc}

@@ -26,6 +26,7 @@ import (
 	"github.com/scangate/scangate/ingest"
 	"github.com/scangate/scangate/notifier"
 	"github.com/scangate/scangate/pkg/auth"
+	"github.com/scangate/scangate/pkg/batch"
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/config"
@@ -170,6 +171,11 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 				return nil, fmt.Errorf("listen: %w", err)
 			}
 			n.addr = ln.Addr()
+			signer, err := batch.OpenSigner(cfg.Batches.SigningKey, cfg.Batches.Certificate, cfg.DataDir)
+			if err != nil {
+				ln.Close()
+				return nil, err
+			}
 			n.http = ingest.New(n.bus, blobs, ingest.Options{
 				Workflows:               wfs,
 				DiskReserve:             int64(cfg.Limits.DiskReserve),
@@ -185,6 +191,7 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 				Version:                 version,
 				Metrics:                 n.metrics,
 				ReadyChecks:             engineChecks,
+				BatchSigner:             signer,
 			}, n.log)
 			n.goRun("ingest", func() error { return n.http.Serve(ln) })
 		}

@@ -155,7 +155,11 @@ type Bus struct {
 	Sessions jetstream.KeyValue
 	Nodes    jetstream.KeyValue
 	Logins   jetstream.KeyValue
-	Opts     Options
+	// Batches and BatchFiles hold batches: ingest writes the first, the
+	// recorder the second (see events.BucketBatches).
+	Batches    jetstream.KeyValue
+	BatchFiles jetstream.KeyValue
+	Opts       Options
 
 	streams    sync.Map // name → jetstream.Stream, see stream
 	committers sync.Map // stream name → *Committer
@@ -269,6 +273,10 @@ func (b *Bus) bind(ctx context.Context) error {
 			b.Nodes = kv
 		case events.BucketLogins:
 			b.Logins = kv
+		case events.BucketBatches:
+			b.Batches = kv
+		case events.BucketBatchFiles:
+			b.BatchFiles = kv
 		}
 	}
 	return nil
@@ -288,7 +296,9 @@ func Topology(o Options) []Asset {
 		assets = append(assets, StreamAsset(sc))
 	}
 	for _, kc := range Buckets(o) {
-		assets = append(assets, BucketAsset(kc, kc.Bucket == events.BucketResults || kc.Bucket == events.BucketHashes))
+		groupCommit := kc.Bucket == events.BucketResults || kc.Bucket == events.BucketHashes ||
+			kc.Bucket == events.BucketBatchFiles // the recorder's member summaries, one per result write
+		assets = append(assets, BucketAsset(kc, groupCommit))
 	}
 	for _, c := range Consumers(o) {
 		assets = append(assets, ConsumerAsset(c))
@@ -521,6 +531,8 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 		kv(events.BucketSessions, "upload session status by data_id", o.Retention.Results),
 		kv(events.BucketNodes, "live scanners and their engines", NodeTTL),
 		kv(events.BucketLogins, "login sessions by sha256 of their id", o.SessionTTL),
+		kv(events.BucketBatches, "batches and the files that joined them, by batch_id", o.Retention.Results),
+		kv(events.BucketBatchFiles, "batch members' summaries by batch_id.data_id", o.Retention.Results),
 	}
 }
 

@@ -45,6 +45,16 @@ type Config struct {
 	Workflows []Workflow      `yaml:"workflows"`
 	Debug     DebugConfig     `yaml:"debug"`
 	Auth      AuthConfig      `yaml:"auth"`
+	Batches   BatchesConfig   `yaml:"batches"`
+}
+
+// BatchesConfig is how batch reports are signed. Both paths or neither:
+// without them, a key pair is generated into data_dir on first start. A
+// deployment with several ingest nodes configures the same pair on every
+// node, or each signs with its own.
+type BatchesConfig struct {
+	SigningKey  string `yaml:"signing_key"` // PEM private key (ECDSA or RSA)
+	Certificate string `yaml:"certificate"` // PEM certificate of its public key
 }
 
 // AuthConfig is who may use the API and how much.
@@ -443,6 +453,9 @@ func (c *Config) Validate() error {
 		bad("limits.max_connections_per_client: must be at least 1")
 	}
 	errs = append(errs, c.Auth.validate()...)
+	if (c.Batches.SigningKey == "") != (c.Batches.Certificate == "") {
+		bad("batches: signing_key and certificate go together (both, or neither to generate a pair)")
+	}
 	if c.Scanner.Workers < 1 {
 		bad("scanner.workers: must be at least 1")
 	}

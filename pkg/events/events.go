@@ -36,6 +36,27 @@ const (
 	BucketLogins   = "logins"   // sha256(session_id) → login session (written by ingest; entries expire)
 )
 
+// Batch buckets. A batch is two pieces of state with one writer each:
+// what ingest decides (the batch, and which files joined it before it
+// closed) and what the recorder knows (how each member file is doing).
+const (
+	// BucketBatches: <batch_id> → the batch (owner, rule, user data,
+	// closed, cancelled); <batch_id>.<data_id> → a file's join, written
+	// once, only while the batch is open. Written by ingest only.
+	BucketBatches = "batches"
+	// BucketBatchFiles: <batch_id>.<data_id> → the member's summary,
+	// rewritten with its result record. Written by the recorder only.
+	BucketBatchFiles = "batchfiles"
+)
+
+// BatchMemberKey is a member's key in both batch buckets: its join in
+// BucketBatches, its summary in BucketBatchFiles.
+func BatchMemberKey(batchID, dataID string) string { return batchID + "." + dataID }
+
+// BatchMembers matches every member key of one batch (never the batch's
+// own key).
+func BatchMembers(batchID string) string { return batchID + ".*" }
+
 // Durable consumers.
 const (
 	ConsumerScanners = "scanners"

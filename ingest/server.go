@@ -27,6 +27,7 @@ import (
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/config"
 	"github.com/scangate/scangate/pkg/health"
+	"github.com/scangate/scangate/pkg/localfile"
 	"github.com/scangate/scangate/pkg/metrics"
 	"github.com/scangate/scangate/pkg/result"
 	"github.com/scangate/scangate/pkg/session"
@@ -74,6 +75,14 @@ type Options struct {
 	// ReadyChecks are the other roles' readiness checks in this process
 	// (a scanner's clamd), added to /readyz.
 	ReadyChecks []health.Check
+
+	// LocalFiles are the directories whose files POST /file may scan in
+	// place (header filepath); nil: filepath is refused.
+	LocalFiles *localfile.Dirs
+	// DownloadFrom: POST /file may name a URL for a scanner to fetch
+	// (header downloadfrom); AllowPrivateDownloads lets it name loopback,
+	// private and link-local addresses.
+	DownloadFrom, AllowPrivateDownloads bool
 }
 
 // Server is one ingest node.

@@ -44,6 +44,7 @@ type Config struct {
 	Workflows []Workflow      `yaml:"workflows"`
 	Debug     DebugConfig     `yaml:"debug"`
 	Auth      AuthConfig      `yaml:"auth"`
+	Sources   SourcesConfig   `yaml:"sources"`
 }
 
 // AuthConfig is who may use the API and how much.
@@ -442,6 +443,7 @@ func (c *Config) Validate() error {
 		bad("limits.max_connections_per_client: must be at least 1")
 	}
 	errs = append(errs, c.Auth.validate()...)
+	errs = append(errs, c.Sources.validate()...)
 	if c.Scanner.Workers < 1 {
 		bad("scanner.workers: must be at least 1")
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/scangate/scangate/pkg/blob"
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/config"
+	"github.com/scangate/scangate/pkg/localfile"
 	"github.com/scangate/scangate/pkg/workflow"
 )
 
@@ -264,4 +265,30 @@ func exchange(t *testing.T, addr string, raw []byte) []response {
 // body bytes as requests would answer n times.
 func pipelined(n int) []byte {
 	return bytes.Repeat([]byte("GET /version HTTP/1.1\r\nHost: scangate\r\n\r\n"), n)
+}
+
+// sourceDir makes a directory for filepath uploads, with in/report.pdf
+// (a few bytes), in/empty and in/large.bin (200 KiB, past the size of a
+// file carried in its event), allows it, and returns its path.
+func sourceDir(t *testing.T) (string, *localfile.Dirs) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "in"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string][]byte{
+		"in/report.pdf": []byte("%PDF-1.4 not really"),
+		"in/empty":      nil,
+		"in/large.bin":  bytes.Repeat([]byte("0123456789abcdef"), 200<<10/16),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dirs, err := localfile.OpenDirs([]string{dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dirs.Close() })
+	return dir, dirs
 }

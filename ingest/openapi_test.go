@@ -307,10 +307,14 @@ func TestOpenAPIResponsesConform(t *testing.T) {
 		t.Fatal(err)
 	}
 	const userKey, adminKey = "conform-user-key-0123", "conform-admin-key-012"
+	// Both sources are on, so that their answers are checked too (the
+	// answers of a server without them are checked against plain, below).
+	scanDir, localFiles := sourceDir(t)
 	ts := startServer(t, Options{Auth: auth.NewDirectory(config.AuthConfig{Anonymous: true, Users: []config.User{
 		{Name: "u", Role: config.RoleUser, PasswordHash: hash, APIKeys: []string{userKey}},
 		{Name: "a", Role: config.RoleAdmin, APIKeys: []string{adminKey}},
-	}})}, nil)
+	}}), LocalFiles: localFiles, DownloadFrom: true}, nil)
+	plain := startServer(t, Options{}, nil)
 	ctx := context.Background()
 
 	type exchange struct {
@@ -321,6 +325,8 @@ func TestOpenAPIResponsesConform(t *testing.T) {
 		// malformed hash, a missing required header); the answer is
 		// still checked.
 		outside bool
+		// server answers instead of ts, when set.
+		server *testServer
 	}
 	check := func(ex exchange) map[string]any {
 		t.Helper()
@@ -329,7 +335,11 @@ func TestOpenAPIResponsesConform(t *testing.T) {
 			t.Fatalf("%s %s is not in the document", ex.method, ex.template)
 		}
 		op := item.GetOperation(ex.method)
-		req, err := http.NewRequest(ex.method, ts.url(ex.path), strings.NewReader(ex.body))
+		server := ts
+		if ex.server != nil {
+			server = ex.server
+		}
+		req, err := http.NewRequest(ex.method, server.url(ex.path), strings.NewReader(ex.body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -411,6 +421,20 @@ func TestOpenAPIResponsesConform(t *testing.T) {
 		{method: "POST", template: "/file", path: "/file"},
 		{method: "POST", template: "/file", path: "/file", header: map[string]string{"rule": "no such rule"}, body: "x"},
 		{method: "POST", template: "/file/multipart", path: "/file/multipart", outside: true},
+		// Files on the server's disk, and URLs.
+		{method: "POST", template: "/file", path: "/file", header: map[string]string{"filepath": scanDir + "/in/report.pdf"}},
+		{method: "POST", template: "/file", path: "/file", header: map[string]string{"filepath": scanDir + "/../etc/passwd"}},
+		{method: "POST", template: "/file", path: "/file", header: map[string]string{"filepath": scanDir + "/in/missing.pdf"}},
+		{method: "POST", template: "/file", path: "/file", header: map[string]string{"filepath": scanDir + "/in"}},
+		{method: "POST", template: "/file", path: "/file", header: map[string]string{"filepath": scanDir + "/in/empty"}},
+		{method: "POST", template: "/file", path: "/file", header: map[string]string{"filepath": scanDir + "/in/report.pdf"}, body: "x"},
+		{method: "POST", template: "/file", path: "/file", header: map[string]string{"filepath": scanDir + "/in/report.pdf", "downloadfrom": "https://example.com/f"}},
+		{method: "POST", template: "/file", path: "/file", header: map[string]string{"downloadfrom": "https://example.com/files/report.pdf?sig=1"}},
+		{method: "POST", template: "/file", path: "/file", header: map[string]string{"downloadfrom": "http://127.0.0.1/x"}},
+		{method: "POST", template: "/file", path: "/file", header: map[string]string{"downloadfrom": "ftp://example.com/x"}},
+		{method: "POST", template: "/file", path: "/file", header: map[string]string{"downloadfrom": "https://example.com/x"}, body: "x"},
+		{method: "POST", template: "/file", path: "/file", header: map[string]string{"filepath": "/etc/passwd"}, server: plain},
+		{method: "POST", template: "/file", path: "/file", header: map[string]string{"downloadfrom": "https://example.com/x"}, server: plain},
 	} {
 		check(ex)
 	}

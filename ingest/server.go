@@ -28,6 +28,7 @@ import (
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/config"
 	"github.com/scangate/scangate/pkg/health"
+	"github.com/scangate/scangate/pkg/localfile"
 	"github.com/scangate/scangate/pkg/metrics"
 	"github.com/scangate/scangate/pkg/result"
 	"github.com/scangate/scangate/pkg/session"
@@ -78,6 +79,14 @@ type Options struct {
 	// BatchSigner signs batch reports (nil: a key pair that lives as long
 	// as the process).
 	BatchSigner *batch.Signer
+
+	// LocalFiles are the directories whose files POST /file may scan in
+	// place (header filepath); nil: filepath is refused.
+	LocalFiles *localfile.Dirs
+	// DownloadFrom: POST /file may name a URL for a scanner to fetch
+	// (header downloadfrom); AllowPrivateDownloads lets it name loopback,
+	// private and link-local addresses.
+	DownloadFrom, AllowPrivateDownloads bool
 }
 
 // sessionCacheFor is how long a node trusts a login session it resolved

@@ -22,22 +22,17 @@ import (
 	"github.com/scangate/scangate/pkg/result"
 )
 
-// postFile is POST /file: the whole file in the body. It answers only once
-// the bytes are fsynced and the file-complete event is acknowledged by
-// JetStream, so a 200 survives any crash that follows.
+// postFile is POST /file: the whole file in the body (or a sequential
+// chunk, or, with filepath or downloadfrom, no body at all). It answers
+// only once the bytes are fsynced and the file-complete event is
+// acknowledged by JetStream, so a 200 survives any crash that follows.
 func (s *Server) postFile(c *fiber.Ctx) error {
+	if c.Get("downloadfrom") != "" || c.Get("filepath") != "" {
+		return s.postSource(c) // the bytes are not in the body (sources.go)
+	}
 	size, err := bodyLength(c)
 	if err != nil {
 		return err
-	}
-	if c.Get("downloadfrom") != "" {
-		if size > 0 {
-			return apiError(fiber.StatusBadRequest, "Both body data and download link were given.")
-		}
-		return apiError(fiber.StatusBadRequest, "downloadfrom is not enabled on this server.")
-	}
-	if c.Get("filepath") != "" {
-		return apiError(fiber.StatusBadRequest, "filepath is not enabled on this server.")
 	}
 	if size == 0 {
 		return apiError(fiber.StatusUnprocessableEntity, "File is empty.")
@@ -53,6 +48,19 @@ func (s *Server) postFile(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if err := s.admitFile(c, meta, size); err != nil {
+		return err
+	}
+	body := s.bodyStream(c)
+	return s.acceptFile(c, meta, size, body, func(err error, log zerolog.Logger) error {
+		return s.storeError(err, body, log)
+	})
+}
+
+// admitFile decides, before a byte is read, whether a new whole file of
+// size bytes is taken: the workflow's size limit, the disk reserve, the
+// scan queue and the user's scan limit.
+func (s *Server) admitFile(c *fiber.Ctx, meta events.FileMeta, size int64) error {
 	wf, _ := s.opts.Workflows.Get(meta.Workflow)
 	if wf.MaxFileSize > 0 && size > int64(wf.MaxFileSize) {
 		return apiError(fiber.StatusRequestEntityTooLarge, "File is too large for this rule.")
@@ -60,17 +68,23 @@ func (s *Server) postFile(c *fiber.Ctx) error {
 	if err := s.checkDisk(size); err != nil {
 		return err
 	}
-	if err := s.admit(c); err != nil {
-		return err
-	}
+	return s.admit(c)
+}
 
+// acceptFile stores the size bytes src gives as a new file and queues it:
+// the request body, or a file on the server's disk (filepath). It answers
+// only once the bytes are fsynced and the file's queued event is
+// acknowledged by JetStream, so a 200 survives any crash that follows.
+// readFailed maps a failure while reading or storing the bytes to the
+// answer.
+func (s *Server) acceptFile(c *fiber.Ctx, meta events.FileMeta, size int64, src io.Reader,
+	readFailed func(error, zerolog.Logger) error) error {
 	dataID := ids.New()
 	setDataID(c, dataID)
 	log := s.log.With().Str("data_id", dataID).Logger()
 	uploadedAt := time.Now()
 	h := hashing.New()
 	defer h.Close()
-	body := s.bodyStream(c)
 	fc := &events.FileComplete{DataID: dataID, Size: size, Meta: meta,
 		Priority: events.PriorityNormal, UploadedAt: uploadedAt}
 	if size <= events.InlineMax && s.inline.take(size) {
@@ -79,16 +93,16 @@ func (s *Server) postFile(c *fiber.Ctx) error {
 		// durable with the event that accepts it, in one group commit
 		// shared with the other uploads of the moment.
 		fc.Data = make([]byte, size)
-		if _, err := io.ReadFull(body, fc.Data); err != nil {
-			return s.storeError(err, body, log)
+		if _, err := io.ReadFull(src, fc.Data); err != nil {
+			return readFailed(err, log)
 		}
 		h.Write(fc.Data)
 		fc.Hashes = h.Sums()
 	} else {
 		hw := &handoffHasher{h: h}
-		if err := s.blobs.WriteAt(s.ctx, dataID, 0, io.TeeReader(body, hw), size); err != nil {
+		if err := s.blobs.WriteAt(s.ctx, dataID, 0, io.TeeReader(src, hw), size); err != nil {
 			s.discard(dataID)
-			return s.storeError(err, body, log)
+			return readFailed(err, log)
 		}
 		if hw.stopped {
 			// The digests could not keep up with the disk: the scanner
@@ -103,18 +117,26 @@ func (s *Server) postFile(c *fiber.Ctx) error {
 	if err := s.joinUpload(&meta, dataID, fc.Data == nil); err != nil {
 		return err // the batch closed while the body came in (batch.go)
 	}
-	// One durable event makes the file accepted: the recorder writes its
-	// 255 record from it and queues it for the scanners.
-	ev := &result.Event{Kind: result.EventQueued, DataID: dataID, File: fc}
-	if err := s.b.PublishResult(s.ctx, ev, "queued-"+dataID); err != nil {
-		if fc.Data == nil {
-			s.discard(dataID)
-		}
-		return s.queueError(err, log)
+	if err := s.queueFile(fc, log); err != nil {
+		return err
 	}
 	log.Info().Int64("size", size).Str("workflow", meta.Workflow).Str("sha256", fc.Hashes.SHA256).Msg("file accepted")
 	s.opts.Metrics.Upload(metrics.UploadFile, size)
 	return c.JSON(fiber.Map{"data_id": dataID})
+}
+
+// queueFile publishes the one durable event that makes a file accepted:
+// the recorder writes its 255 record from it and queues it for the
+// scanners. A file whose event is not stored leaves no bytes behind.
+func (s *Server) queueFile(fc *events.FileComplete, log zerolog.Logger) error {
+	ev := &result.Event{Kind: result.EventQueued, DataID: fc.DataID, File: fc}
+	if err := s.b.PublishResult(s.ctx, ev, "queued-"+fc.DataID); err != nil {
+		if fc.Data == nil && fc.DownloadFrom == "" {
+			s.discard(fc.DataID)
+		}
+		return s.queueError(err, log)
+	}
+	return nil
 }
 
 // inlineBudget bounds the bytes of small files held in memory at once while

@@ -65,6 +65,9 @@ type Options struct {
 
 	// Metrics records verdicts and engine times (nil: none).
 	Metrics *metrics.Metrics
+
+	// Downloads fetch the files submitted by URL (download.go).
+	Downloads config.DownloadFromConfig
 }
 
 // NamedEngine is an engine under the name workflows use for it.
@@ -90,6 +93,9 @@ type Scanner struct {
 	// on; commits waits for them at shutdown.
 	committing chan struct{}
 	commits    sync.WaitGroup
+
+	fetch     *fetcher      // files submitted by URL (download.go)
+	downloads chan struct{} // one per download running
 }
 
 // commitsPerWorker: a worker hands its verdict to a committer and takes the
@@ -111,12 +117,15 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Scanne
 	if opts.RegisterEvery <= 0 {
 		opts.RegisterEvery = stats.TTL / 3
 	}
+	opts.Downloads = withDownloadDefaults(opts.Downloads)
 	return &Scanner{
 		b: b, blobs: blobs, results: result.Store{KV: b.Results}, opts: opts,
 		log:        log.With().Str("role", "scanner").Logger(),
 		running:    map[string]context.CancelCauseFunc{},
 		id:         ids.New(),
 		committing: make(chan struct{}, commitsPerWorker*opts.Workers),
+		fetch:      newFetcher(opts.Downloads, nil),
+		downloads:  make(chan struct{}, opts.Downloads.MaxConcurrent),
 	}
 }
 
@@ -268,11 +277,14 @@ func (s *Scanner) handle(ctx context.Context, msg jetstream.Msg) {
 		stop(nil)
 	}()
 
-	var read atomic.Int64
-	hb := s.heartbeat(scanCtx, msg, fc.DataID, start, fc.Size, &read, log)
-	log.Debug().Int64("size", fc.Size).Str("workflow", fc.Meta.Workflow).Msg("scan started")
-	err = s.scan(scanCtx, &fc, rec, &read)
-	hb()
+	// A file submitted by URL is fetched first (download.go).
+	if err = s.download(scanCtx, msg, &fc, rec, log); err == nil {
+		var read atomic.Int64
+		hb := s.heartbeat(scanCtx, msg, fc.DataID, start, fc.Size, &read, log)
+		log.Debug().Int64("size", fc.Size).Str("workflow", fc.Meta.Workflow).Msg("scan started")
+		err = s.scan(scanCtx, &fc, rec, &read)
+		hb()
+	}
 
 	switch cause := context.Cause(scanCtx); {
 	case ctx.Err() != nil:

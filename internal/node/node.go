@@ -31,6 +31,7 @@ import (
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/config"
 	"github.com/scangate/scangate/pkg/health"
+	"github.com/scangate/scangate/pkg/localfile"
 	"github.com/scangate/scangate/pkg/logging"
 	"github.com/scangate/scangate/pkg/metrics"
 	"github.com/scangate/scangate/pkg/workflow"
@@ -66,6 +67,9 @@ type Node struct {
 	ops      *http.Server                   // ops.listen, when on
 	opsAddr  net.Addr                       // where it listens
 	ready    atomic.Pointer[[]health.Check] // the process's readiness checks, once started
+	// localFiles are the directories filepath may name (ingest), held
+	// open while the node runs.
+	localFiles *localfile.Dirs
 
 	runCtx  context.Context // ends when the node shuts down
 	closing atomic.Bool     // Close has begun: roles returning now are expected
@@ -148,7 +152,7 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 		case Scanner:
 			sc := scanner.New(n.bus, blobs, scanner.Options{Workers: cfg.Scanner.Workers, Timeout: cfg.Scanner.Timeout,
 				MemoryBudget: int64(cfg.Scanner.MemoryBudget), Workflows: wfs, Engines: engs, Version: version,
-				DataDir: cfg.DataDir, Metrics: n.metrics}, n.log)
+				DataDir: cfg.DataDir, Metrics: n.metrics, Downloads: cfg.Sources.DownloadFrom}, n.log)
 			n.goRun("scanner", func() error { return sc.Run(runCtx) })
 		case Assembler:
 			as, err := assembler.New(n.bus, blobs, filepath.Join(cfg.DataDir, "assembler.db"), assembler.Options{
@@ -176,6 +180,12 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 				ln.Close()
 				return nil, err
 			}
+			localFiles, err := localfile.OpenDirs(cfg.Sources.FilePath.AllowedDirs)
+			if err != nil {
+				ln.Close()
+				return nil, fmt.Errorf("sources.filepath.allowed_dirs: %w", err)
+			}
+			n.localFiles = localFiles
 			n.http = ingest.New(n.bus, blobs, ingest.Options{
 				Workflows:               wfs,
 				DiskReserve:             int64(cfg.Limits.DiskReserve),
@@ -192,6 +202,9 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 				Metrics:                 n.metrics,
 				ReadyChecks:             engineChecks,
 				BatchSigner:             signer,
+				LocalFiles:              localFiles,
+				DownloadFrom:            cfg.Sources.DownloadFrom.Enabled,
+				AllowPrivateDownloads:   cfg.Sources.DownloadFrom.AllowPrivateTargets,
 			}, n.log)
 			n.goRun("ingest", func() error { return n.http.Serve(ln) })
 		}
@@ -399,6 +412,7 @@ func (n *Node) Close() error {
 	if n.embedded != nil {
 		n.embedded.Shutdown()
 	}
+	errs = append(errs, n.localFiles.Close())
 	return errors.Join(errs...)
 }
 

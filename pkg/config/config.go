@@ -46,6 +46,7 @@ type Config struct {
 	Debug     DebugConfig     `yaml:"debug"`
 	Auth      AuthConfig      `yaml:"auth"`
 	Batches   BatchesConfig   `yaml:"batches"`
+	Sources   SourcesConfig   `yaml:"sources"`
 }
 
 // BatchesConfig is how batch reports are signed. Both paths or neither:
@@ -456,6 +457,7 @@ func (c *Config) Validate() error {
 	if (c.Batches.SigningKey == "") != (c.Batches.Certificate == "") {
 		bad("batches: signing_key and certificate go together (both, or neither to generate a pair)")
 	}
+	errs = append(errs, c.Sources.validate()...)
 	if c.Scanner.Workers < 1 {
 		bad("scanner.workers: must be at least 1")
 	}

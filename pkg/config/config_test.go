@@ -70,6 +70,14 @@ func TestDefaultsLoadAndValidate(t *testing.T) {
 		{"webhooks.retry.initial_interval", c.Webhooks.Retry.InitialInterval, 5 * time.Second},
 		{"webhooks.retry.max_interval", c.Webhooks.Retry.MaxInterval, time.Hour},
 		{"len(workflows)", len(c.Workflows), 1},
+		{"sources.filepath.allowed_dirs", len(c.Sources.FilePath.AllowedDirs), 0},
+		{"sources.downloadfrom.enabled", c.Sources.DownloadFrom.Enabled, false},
+		{"sources.downloadfrom.allow_private_targets", c.Sources.DownloadFrom.AllowPrivateTargets, false},
+		{"sources.downloadfrom.max_size", c.Sources.DownloadFrom.MaxSize, ByteSize(1 << 30)},
+		{"sources.downloadfrom.connect_timeout", c.Sources.DownloadFrom.ConnectTimeout, 10 * time.Second},
+		{"sources.downloadfrom.timeout", c.Sources.DownloadFrom.Timeout, 5 * time.Minute},
+		{"sources.downloadfrom.max_redirects", c.Sources.DownloadFrom.MaxRedirects, 5},
+		{"sources.downloadfrom.max_concurrent", c.Sources.DownloadFrom.MaxConcurrent, 4},
 	}
 	for _, ck := range checks {
 		if ck.got != ck.want {
@@ -422,6 +430,12 @@ func TestValidateErrors(t *testing.T) {
 		}, "multipart.ttl"},
 		{"memory budget 0", func(c *Config) { c.Scanner.MemoryBudget = 0 }, "scanner.memory_budget"},
 		{"memory budget in KiB", func(c *Config) { c.Scanner.MemoryBudget = 256 << 10 }, "scanner.memory_budget"},
+		{"relative allowed dir", func(c *Config) { c.Sources.FilePath.AllowedDirs = []string{"scans"} }, "sources.filepath.allowed_dirs[0]"},
+		{"root as allowed dir", func(c *Config) { c.Sources.FilePath.AllowedDirs = []string{"/srv", "//"} }, "sources.filepath.allowed_dirs[1]"},
+		{"download timeout 0", func(c *Config) { c.Sources.DownloadFrom.Timeout = 0 }, "sources.downloadfrom"},
+		{"download max_size 0", func(c *Config) { c.Sources.DownloadFrom.MaxSize = 0 }, "sources.downloadfrom.max_size"},
+		{"download redirects negative", func(c *Config) { c.Sources.DownloadFrom.MaxRedirects = -1 }, "sources.downloadfrom.max_redirects"},
+		{"download max_concurrent 0", func(c *Config) { c.Sources.DownloadFrom.MaxConcurrent = 0 }, "sources.downloadfrom.max_concurrent"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -548,5 +562,22 @@ func TestAuthValidation(t *testing.T) {
 	cfg.Auth.SessionTTL = time.Second
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "auth.session_ttl") {
 		t.Errorf("session_ttl 1s: %v", err)
+	}
+}
+
+// Allowed directories are cleaned, so a trailing slash changes nothing;
+// the download size limit is the workflow's when it has one.
+func TestSources(t *testing.T) {
+	c := validConfig(t)
+	c.Sources.FilePath.AllowedDirs = []string{"/srv/scans/", "/data//in"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Sources.FilePath.AllowedDirs; got[0] != "/srv/scans" || got[1] != "/data/in" {
+		t.Errorf("allowed_dirs %v, want them cleaned", got)
+	}
+	dl := c.Sources.DownloadFrom
+	if dl.Limit(0) != 1<<30 || dl.Limit(10<<20) != 10<<20 {
+		t.Errorf("Limit(0) = %d, Limit(10MiB) = %d; want max_size, then the workflow's", dl.Limit(0), dl.Limit(10<<20))
 	}
 }

@@ -220,6 +220,12 @@ type FileComplete struct {
 	// blob. A small file then costs no file of its own to create, fsync,
 	// open and delete.
 	Data []byte `json:"data,omitempty"`
+	// DownloadFrom, when set, is the URL the file's bytes are to be fetched
+	// from (POST /file with header downloadfrom): the scanner that takes
+	// the file downloads it into the blob store before scanning, so a
+	// scanner that dies mid-download leaves the work to a peer. Size and
+	// hashes are then unknown until it has.
+	DownloadFrom string `json:"download_from,omitempty"`
 }
 
 // InlineMax is the largest file carried inside its events rather than in

@@ -131,10 +131,7 @@ func LiteralForbidden(u *url.URL) bool {
 // GET without its body, somewhere the caller never chose). timeout bounds a
 // whole request.
 func NewClient(allowPrivate bool, timeout time.Duration) *http.Client {
-	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
-	if !allowPrivate {
-		dialer.Control = control
-	}
+	dialer := NewDialer(allowPrivate, timeout)
 	transport := &http.Transport{
 		// No proxy from the environment: the guard would then check the
 		// proxy's address, and the proxy would happily reach private targets.
@@ -154,6 +151,18 @@ func NewClient(allowPrivate bool, timeout time.Duration) *http.Client {
 			return http.ErrUseLastResponse
 		},
 	}
+}
+
+// NewDialer returns a dialer for user-supplied targets: unless
+// allowPrivate, every connection it opens is checked against the denied
+// ranges on the address actually dialled, after any DNS lookup. timeout
+// bounds each connect.
+func NewDialer(allowPrivate bool, timeout time.Duration) *net.Dialer {
+	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	if !allowPrivate {
+		dialer.Control = control
+	}
+	return dialer
 }
 
 // control is the dialer hook: it sees the IP and port about to be connected.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"regexp"
+	"strconv"
 	"time"
 )
 
@@ -112,3 +113,25 @@ func ValidKey(key string) bool { return keyRE.MatchString(key) }
 
 // SanitizedKey is the key of dataID's sanitized output.
 func SanitizedKey(dataID string) string { return dataID + ".sanitized" }
+
+// Concatenator is implemented by stores that can make one blob of several
+// without copying a byte: a pre-signed upload stores each part whole under
+// a key of its own (parts arrive by number, their offsets unknown until
+// the client names the last), and at complete the parts become the file.
+type Concatenator interface {
+	// Concat makes key read as the blobs parts, one after another, durably:
+	// once it returns nil, Open(key) yields their bytes in order (Size is
+	// their sum), also after a crash. Calling it again with the same parts
+	// is harmless; a missing part is an error that leaves key as it was.
+	// Delete(key) deletes the parts too. A part must not be written again
+	// once it is concatenated, nor key written with WriteAt.
+	Concat(ctx context.Context, key string, parts []string) error
+}
+
+// PartKey is the blob that holds part n of a pre-signed upload as one
+// PUT delivered it. version tells apart the PUTs of one part: a re-PUT
+// writes a new blob and never touches the bytes an earlier PUT stored,
+// which stay whole until the replacement is recorded.
+func PartKey(dataID string, n int, version string) string {
+	return dataID + ".p" + strconv.Itoa(n) + "x" + version
+}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -123,7 +124,9 @@ func (s *FS) Open(_ context.Context, key string) (Object, error) {
 	}
 	f, err := os.Open(s.path(key))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, ErrNotFound
+		// No file of its own: a concatenation of parts (Concat), if any.
+		// Only a missing file costs this second look.
+		return s.openConcat(key)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("blob fs: %w", err)
@@ -144,7 +147,7 @@ func (s *FS) Delete(_ context.Context, key string) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("blob fs: %w", err)
 	}
-	return nil
+	return s.deleteConcat(key)
 }
 
 // List walks the shard directories. A file's modification time is its
@@ -170,6 +173,12 @@ func (s *FS) List(ctx context.Context, fn func(Info) error) error {
 		}
 		for _, e := range entries {
 			key := e.Name()
+			if strings.HasSuffix(key, manifestSuffix) && e.Type().IsRegular() {
+				if err := s.listConcat(filepath.Join(s.root, sh.Name()), key, fn); err != nil {
+					return err
+				}
+				continue
+			}
 			// Only what WriteAt creates: anything else in the tree is
 			// not a blob (and not ours to report, or to delete).
 			if !ValidKey(key) || key[:2] != sh.Name() || !e.Type().IsRegular() {

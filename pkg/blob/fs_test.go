@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -213,4 +214,62 @@ func (r *oddReader) Read(p []byte) (int, error) {
 	copy(p, r.b[:k])
 	r.b = r.b[k:]
 	return k, nil
+}
+
+// A concatenation of more parts than it keeps open reads right from many
+// goroutines at once, and a part that changed size after Concat makes Open
+// fail rather than shift every byte after it.
+func TestFSConcatManyPartsConcurrently(t *testing.T) {
+	s, root := newFS(t)
+	ctx := context.Background()
+	var want []byte
+	var parts []string
+	for i := range 20 {
+		data := bytes.Repeat([]byte{byte('a' + i)}, 1000+i)
+		pk := blob.PartKey(key, i+1, "00000000")
+		if err := s.WriteAt(ctx, pk, 0, bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, data...)
+		parts = append(parts, pk)
+	}
+	if err := s.Concat(ctx, key, parts); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := s.Open(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			buf := make([]byte, 777)
+			for off := int64(g * 97); off < int64(len(want)); off += 1313 {
+				n, err := obj.ReadAt(buf, off)
+				if err != nil && !(errors.Is(err, io.EOF) && off+int64(n) == int64(len(want))) {
+					t.Errorf("ReadAt(%d): %v", off, err)
+					return
+				}
+				if !bytes.Equal(buf[:n], want[off:off+int64(n)]) {
+					t.Errorf("ReadAt(%d): wrong bytes", off)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := obj.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obj.ReadAt(make([]byte, 1), 0); !errors.Is(err, fs.ErrClosed) {
+		t.Errorf("ReadAt after Close = %v, want fs.ErrClosed", err)
+	}
+
+	p := filepath.Join(root, key[:2], parts[3])
+	if err := os.Truncate(p, 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Open(ctx, key); err == nil || errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("Open with a part cut short = %v, want an error naming it", err)
+	}
 }

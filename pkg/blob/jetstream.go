@@ -604,6 +604,17 @@ func (s *JetStream) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
+	// A concatenation owns its parts: they go first, so a Delete cut short
+	// leaves links that still name what is left to delete.
+	linked, err := s.linkedBlobs(ctx, key, parts)
+	if err != nil {
+		return fmt.Errorf("blob jetstream: delete %s: %w", key, err)
+	}
+	for _, b := range linked {
+		if err := s.Delete(ctx, b); err != nil {
+			return err
+		}
+	}
 	for _, p := range parts {
 		name := partName(key, p.off, p.n)
 		if err := s.deleteObject(ctx, name); err != nil {
@@ -870,6 +881,10 @@ func (s *JetStream) openPart(ctx context.Context, name string, span int64) (*par
 	opCtx, cancel := context.WithTimeout(ctx, chunkTimeout)
 	defer cancel()
 	info, err := s.obs.GetInfo(opCtx, name)
+	if err == nil && linkTarget(info) != "" {
+		// A concatenation's part (Concat): the bytes are the target's.
+		info, err = s.obs.GetInfo(opCtx, linkTarget(info))
+	}
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, fmt.Errorf("blob jetstream: part %s is indexed but missing", name)
 	}

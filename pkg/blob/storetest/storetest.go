@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -52,6 +53,7 @@ func Run(t *testing.T, newStore func(t *testing.T) blob.Store, opts Options) {
 		{"ZeroLength", testZeroLength},
 		{"ReadAtSemantics", testReadAtSemantics},
 		{"List", testList},
+		{"Concat", testConcat},
 		{"Gaps", func(t *testing.T, s blob.Store) {
 			if !opts.ReportsGaps {
 				t.Skip("store does not report gaps")
@@ -749,5 +751,67 @@ func testList(t *testing.T, s blob.Store) {
 	cancel()
 	if err := s.(blob.Lister).List(cancelled, func(blob.Info) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Errorf("List with a cancelled context: %v, want context.Canceled", err)
+	}
+}
+
+// Concat makes one blob of several without copying: it reads as the parts
+// in order, through Read, ReadAt and sections, it is listed with their
+// total length, concatenating again changes nothing, and Delete takes the
+// parts with it.
+func testConcat(t *testing.T, s blob.Store) {
+	c, ok := s.(blob.Concatenator)
+	if !ok {
+		t.Skip("store does not concatenate")
+	}
+	ctx := context.Background()
+	sizes := []int{70_000, 1, 33_333}
+	var want []byte
+	var parts []string
+	var bounds []int
+	for i, n := range sizes {
+		data := randomBytes(n, uint64(20+i))
+		pk := blob.PartKey(key, i+1, "0badc0de")
+		// The first part in two writes: a part is whatever its blob holds.
+		if i == 0 {
+			write(t, s, pk, data, n/2, n)
+			write(t, s, pk, data, 0, n/2)
+		} else {
+			write(t, s, pk, data, 0, n)
+		}
+		want = append(want, data...)
+		parts = append(parts, pk)
+		bounds = append(bounds, len(want))
+	}
+	missing := blob.PartKey(key, 9, "0badc0de")
+	if err := c.Concat(ctx, key, append(slices.Clone(parts), missing)); !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("Concat with a missing part = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Open(ctx, key); !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("Open after a refused Concat = %v, want ErrNotFound", err)
+	}
+	for range 2 { // again: nothing changes
+		if err := c.Concat(ctx, key, parts); err != nil {
+			t.Fatalf("Concat: %v", err)
+		}
+		checkContent(t, s, key, want, bounds...)
+	}
+	obj := open(t, s, key)
+	sec, err := io.ReadAll(blob.Section(obj, 69_990, 20))
+	if err != nil || !bytes.Equal(sec, want[69_990:70_010]) {
+		t.Errorf("a section across parts = %v, %v", sec, err)
+	}
+	if i, ok := list(t, s)[key]; !ok || i.Size != int64(len(want)) {
+		t.Errorf("listed as %+v (%v), want size %d", i, ok, len(want))
+	}
+	if err := s.Delete(ctx, key); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	for _, k := range append(parts, key) {
+		if _, err := s.Open(ctx, k); !errors.Is(err, blob.ErrNotFound) {
+			t.Errorf("Open(%s) after Delete of the concatenation = %v, want ErrNotFound", k, err)
+		}
+	}
+	if got := list(t, s); len(got) != 0 {
+		t.Errorf("after Delete the store lists %v", got)
 	}
 }

@@ -47,6 +47,7 @@ type Config struct {
 	Auth      AuthConfig      `yaml:"auth"`
 	Batches   BatchesConfig   `yaml:"batches"`
 	Sources   SourcesConfig   `yaml:"sources"`
+	Presigned PresignedConfig `yaml:"presigned"`
 }
 
 // BatchesConfig is how batch reports are signed. Both paths or neither:
@@ -533,6 +534,7 @@ func (c *Config) Validate() error {
 		c.Workflows[0].Default = true
 	}
 	c.validateRetention(bad)
+	c.Presigned.validate(bad)
 	return errors.Join(errs...)
 }
 

@@ -62,6 +62,10 @@ func TestDefaultsLoadAndValidate(t *testing.T) {
 		{"limits.max_queued", c.Limits.MaxQueued, int64(10000)},
 		{"limits.max_queue_wait", c.Limits.MaxQueueWait, 10 * time.Second},
 		{"scanner.timeout", c.Scanner.Timeout, 10 * time.Minute},
+		{"presigned.key", c.Presigned.Key, ""},
+		{"presigned.url_ttl", c.Presigned.URLTTL, time.Hour},
+		{"presigned.min_part_size", c.Presigned.MinPartSize, ByteSize(5 << 20)},
+		{"presigned.max_parts", c.Presigned.MaxParts, 1000},
 		{"scanner.memory_budget", c.Scanner.MemoryBudget, ByteSize(256 << 20)},
 		{"webhooks.allow_private_targets", c.Webhooks.AllowPrivateTargets, false},
 		{"webhooks.secret", c.Webhooks.Secret, ""},
@@ -436,6 +440,11 @@ func TestValidateErrors(t *testing.T) {
 		{"download max_size 0", func(c *Config) { c.Sources.DownloadFrom.MaxSize = 0 }, "sources.downloadfrom.max_size"},
 		{"download redirects negative", func(c *Config) { c.Sources.DownloadFrom.MaxRedirects = -1 }, "sources.downloadfrom.max_redirects"},
 		{"download max_concurrent 0", func(c *Config) { c.Sources.DownloadFrom.MaxConcurrent = 0 }, "sources.downloadfrom.max_concurrent"},
+		{"presigned key too short", func(c *Config) { c.Presigned.Key = "short" }, "presigned.key"},
+		{"presigned url_ttl 0", func(c *Config) { c.Presigned.URLTTL = 0 }, "presigned.url_ttl"},
+		{"presigned max_parts too many", func(c *Config) { c.Presigned.MaxParts = 10000 }, "presigned.max_parts"},
+		{"presigned min_part_size 0", func(c *Config) { c.Presigned.MinPartSize = 0 }, "presigned.min_part_size"},
+		{"presigned base_url with a query", func(c *Config) { c.Presigned.BaseURL = "https://x.example/?a=1" }, "presigned.base_url"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

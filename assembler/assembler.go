@@ -91,6 +91,10 @@ type state struct {
 	// copyChunk is the chunk the event being applied appends: effects copy
 	// its staged bytes into place. Not kept: a replay only needs the ranges.
 	copyChunk *chunkCopy
+	// release and concat are what the pre-signed event being applied frees
+	// and makes (presigned.go); like copyChunk, for effects only.
+	release []string
+	concat  bool
 }
 
 type chunkCopy struct {
@@ -250,6 +254,12 @@ func (a *Assembler) handle(ctx context.Context, p int, msg jetstream.Msg) {
 					return
 				}
 			}
+			if ev.Kind == events.UploadNumberedPart {
+				if err := a.dropLatePart(ctx, &ev, view); err != nil {
+					retry("releasing a late part failed", err)
+					return
+				}
+			}
 			log.Debug().Msg("event for an ended session ignored")
 			_ = msg.Ack()
 			if ev.Kind == events.UploadChunk {
@@ -311,6 +321,10 @@ func (a *Assembler) dropStaged(ctx context.Context, key string, log zerolog.Logg
 func apply(st *state, ev *events.UploadEvent, p int, seq uint64) *state {
 	if st != nil {
 		st.copyChunk = nil
+		st.release, st.concat = nil, false
+	}
+	if isPresigned(ev) {
+		return applyPresigned(st, ev, p, seq)
 	}
 	switch ev.Kind {
 	case events.UploadOpen:
@@ -417,6 +431,9 @@ func (a *Assembler) effects(ctx context.Context, st *state, before string, viewR
 			log.Warn().Err(err).Msg("prefix hashing failed")
 		}
 	}
+	if err := a.presignedEffects(ctx, st); err != nil {
+		return err
+	}
 	ended := s.Status != before && s.Status != session.Uploading
 	if ended {
 		if err := a.announceEnd(ctx, st, log); err != nil {
@@ -433,6 +450,11 @@ func (a *Assembler) effects(ctx context.Context, st *state, before string, viewR
 	}
 	if s.Status != session.Complete || s.DuplicateOf != "" {
 		if err := a.blobs.Delete(ctx, s.DataID); err != nil {
+			return err
+		}
+	}
+	if s.Status != session.Complete {
+		if err := a.releaseParts(ctx, s); err != nil {
 			return err
 		}
 	}

@@ -321,3 +321,50 @@ func TestNoSweeper(t *testing.T) {
 		t.Error("a sweeper on a store that cannot list")
 	}
 }
+
+// A pre-signed upload's file is a concatenation of its part blobs: past
+// its retention the sweep deletes the file and every part with it, and
+// nothing of it while its verdict is recent.
+func TestSweepDeletesConcatenatedParts(t *testing.T) {
+	stores(t, func(t *testing.T, b *bus.Bus, blobs blob.Store, _ string) {
+		ctx := context.Background()
+		id := ids.New()
+		var parts []string
+		for n := 1; n <= 3; n++ {
+			k := blob.PartKey(id, n, "0000000"+string(rune('0'+n)))
+			putBlob(t, blobs, k, strings.Repeat("x", n*10))
+			parts = append(parts, k)
+		}
+		if err := blobs.(blob.Concatenator).Concat(ctx, id, parts); err != nil {
+			t.Fatal(err)
+		}
+		putRecord(t, b, finalRecord(id))
+		if st := testSweeper(t, b, blobs, 0).sweep(ctx); st.Freed != 0 || !exists(t, blobs, id) {
+			t.Fatalf("within the retention: %+v", st)
+		}
+		st := testSweeper(t, b, blobs, 2*testRetention).sweep(ctx)
+		if st.Failed != 0 {
+			t.Fatalf("sweep: %+v (%v)", st, st.err)
+		}
+		for _, k := range append(parts, id) {
+			if exists(t, blobs, k) {
+				t.Errorf("%s kept past its retention", k)
+			}
+		}
+		if left := list(t, blobs); len(left) != 0 {
+			t.Errorf("the store still lists %v", left)
+		}
+	})
+}
+
+func list(t *testing.T, blobs blob.Store) []string {
+	t.Helper()
+	var keys []string
+	if err := blobs.(blob.Lister).List(context.Background(), func(i blob.Info) error {
+		keys = append(keys, i.Key)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}

@@ -252,6 +252,29 @@ const (
 	UploadExpire = "expire" // the session outlived its time to live
 )
 
+// Upload event kinds of pre-signed part uploads (/file/v1/files/upload/parts).
+// Their parts arrive by number, each stored whole in a blob of its own
+// (Staged); the file is their concatenation, made at complete.
+const (
+	UploadNumberedPart = "numbered-part" // part PartNumber (Len bytes, ETag) is durable in blob Staged
+	UploadReport       = "report"        // the client's progress report: the ETags it holds (PartTags)
+	UploadComplete     = "complete"      // concatenate the parts PartTags names, checking their ETags
+)
+
+// PartTag names one part of a pre-signed upload by its number and the ETag
+// its PUT was answered with (hex md5 of its bytes).
+type PartTag struct {
+	PartNumber int    `json:"partNumber"`
+	ETag       string `json:"etag"`
+}
+
+// PresignedOpen is what the open event of a pre-signed upload carries
+// besides FileMeta: the name and type the client gave, echoed back to it.
+type PresignedOpen struct {
+	Name     string `json:"name"`
+	MimeType string `json:"mime_type"`
+}
+
 // UploadEvent is one event of an upload session, in stream order.
 type UploadEvent struct {
 	Kind   string `json:"kind"`
@@ -271,4 +294,15 @@ type UploadEvent struct {
 	Digest string `json:"digest,omitempty"`
 	// chunk
 	Staged string `json:"staged,omitempty"`
+
+	// Pre-signed uploads. open: Presigned (Total is 0: the size is known
+	// at complete). numbered-part: PartNumber, Len, ETag, Staged. report,
+	// complete: PartTags. complete: the limits in force when the client
+	// asked, so that a replay decides as the first application did.
+	Presigned   *PresignedOpen `json:"presigned,omitempty"`
+	PartNumber  int            `json:"part_number,omitempty"`
+	ETag        string         `json:"etag,omitempty"`
+	PartTags    []PartTag      `json:"part_tags,omitempty"`
+	MinPartSize int64          `json:"min_part_size,omitempty"`
+	MaxSize     int64          `json:"max_size,omitempty"` // 0: no limit
 }

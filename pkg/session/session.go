@@ -47,6 +47,8 @@ type Session struct {
 	// appended (they would have passed the declared size), so the request
 	// that sent one can say so.
 	Refused []uint64 `json:"refused,omitempty"`
+	// Presigned is set for pre-signed part uploads (presigned.go).
+	Presigned *Presigned `json:"presigned,omitempty"`
 	// Seq is the UPLOADS stream sequence of the last event the view
 	// reflects. An assembler whose own cache is behind it rebuilds the
 	// session from the stream instead of trusting the cache.

@@ -42,6 +42,9 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 	if openPaths[strings.TrimPrefix(c.Path(), "/v4")] {
 		return c.Next()
 	}
+	if id, part, ok := signedPartRequest(c); ok {
+		return s.checkSignedPart(c, id, part) // the signed URL is the credential (presigned.go)
+	}
 	id, err := s.identify(c)
 	if err != nil {
 		return err

@@ -32,6 +32,10 @@ var (
 	busSrv  *bus.Embedded
 	testBus *bus.Bus
 	busErr  error
+	// assemblerBlobs is the store of the assembler beside the tests. A
+	// node that completes pre-signed uploads must store parts in it: the
+	// assembler concatenates them there.
+	assemblerBlobs blob.Store
 )
 
 func TestMain(m *testing.M) {
@@ -71,6 +75,7 @@ func sharedBus(t *testing.T) *bus.Bus {
 			busErr = err
 			return
 		}
+		assemblerBlobs = blobs
 		as, err := assembler.New(testBus, blobs, filepath.Join(busDir, "assembler.db"), assembler.Options{}, zerolog.Nop())
 		if err != nil {
 			busErr = err
@@ -82,6 +87,13 @@ func sharedBus(t *testing.T) *bus.Bus {
 		t.Fatalf("test bus: %v", busErr)
 	}
 	return testBus
+}
+
+// withAssemblerBlobs makes a node store its bytes where the assembler
+// beside the tests reads them (startServer's wrap).
+func withAssemblerBlobs(t *testing.T) func(blob.Store) blob.Store {
+	sharedBus(t)
+	return func(blob.Store) blob.Store { return assemblerBlobs }
 }
 
 // testServer is an ingest node answering on a real loopback listener.

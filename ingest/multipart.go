@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"mime"
 	"slices"
@@ -85,15 +86,19 @@ func (s *Server) listenAborts() error {
 // exists, so the client's first part (to any node) finds it. Shared by POST
 // /file/multipart and the first chunk of a sequential upload.
 func (s *Server) openSession(ctx context.Context, total int64, meta events.FileMeta, chunked bool, ttl time.Duration) (*session.Session, error) {
-	id := ids.New()
-	if err := s.joinBatch(ctx, meta.Batch, id); err != nil {
+	now := time.Now()
+	return s.openUpload(ctx, &events.UploadEvent{Kind: events.UploadOpen, DataID: ids.New(), Total: total, Meta: &meta,
+		CreatedAt: now, ExpiresAt: now.Add(ttl), Chunked: chunked})
+}
+
+// openUpload publishes an open event and waits for the session's view.
+func (s *Server) openUpload(ctx context.Context, open *events.UploadEvent) (*session.Session, error) {
+	id, total, chunked := open.DataID, open.Total, open.Chunked
+	if err := s.joinBatch(ctx, open.Meta.Batch, id); err != nil {
 		return nil, err // the batch closed meanwhile (batch.go)
 	}
-	now := time.Now()
 	p := events.Partition(id, s.b.Opts.Partitions)
 	log := s.log.With().Str("data_id", id).Logger()
-	open := &events.UploadEvent{Kind: events.UploadOpen, DataID: id, Total: total, Meta: &meta,
-		CreatedAt: now, ExpiresAt: now.Add(ttl), Chunked: chunked}
 	if _, err := s.b.PublishUpload(ctx, p, open, "open-"+id); err != nil {
 		return nil, s.queueError(err, log)
 	}
@@ -254,6 +259,9 @@ func (s *Server) postPart(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if sess.Presigned != nil {
+		return apiError(fiber.StatusBadRequest, "This upload takes pre-signed parts (PUT to its signed URLs).")
+	}
 	if err := refuseClosed(sess); err != nil {
 		return err
 	}
@@ -334,11 +342,16 @@ func (s *Server) storePart(c *fiber.Ctx, sess *session.Session, off, n int64) er
 // checks the session was not ended meanwhile, and releases what it wrote
 // if so. It returns the body's sha256 (hex).
 func (s *Server) receive(c *fiber.Ctx, sess *session.Session, key string, off, n int64, log zerolog.Logger) (string, error) {
+	return s.receiveHashed(c, sess, key, off, n, sha256.New(), log)
+}
+
+// receiveHashed is receive with the digest of the caller's choosing (a
+// pre-signed part's ETag is its md5, as S3's is).
+func (s *Server) receiveHashed(c *fiber.Ctx, sess *session.Session, key string, off, n int64, digest hash.Hash, log zerolog.Logger) (string, error) {
 	id := sess.DataID
 	ctx, cancel := context.WithCancelCause(s.ctx)
 	defer cancel(nil)
 	defer s.parts.add(id, &cancel)()
-	digest := sha256.New()
 	body := s.bodyStream(c)
 	// An abort must not wait for a stalled client's next byte. The
 	// connection is taken now: the callback may run after the handler

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"reflect"
 	"regexp"
 	"slices"
@@ -104,6 +105,8 @@ func TestOpenAPIValid(t *testing.T) {
 		}
 		if op.Security != nil && len(*op.Security) == 0 {
 			open = append(open, name)
+		} else if op.Security != nil && len(*op.Security) == 1 && (*op.Security)[0]["signedUrl"] != nil {
+			// A signed part URL is its own credential: no apikey, no 401.
 		} else if op.Responses.Status(http.StatusUnauthorized) == nil {
 			t.Errorf("%s needs an apikey but documents no 401", name)
 		}
@@ -313,7 +316,7 @@ func TestOpenAPIResponsesConform(t *testing.T) {
 	ts := startServer(t, Options{Auth: auth.NewDirectory(config.AuthConfig{Anonymous: true, Users: []config.User{
 		{Name: "u", Role: config.RoleUser, PasswordHash: hash, APIKeys: []string{userKey}},
 		{Name: "a", Role: config.RoleAdmin, APIKeys: []string{adminKey}},
-	}}), LocalFiles: localFiles, DownloadFrom: true}, nil)
+	}}), LocalFiles: localFiles, DownloadFrom: true}, withAssemblerBlobs(t)) // a pre-signed upload is completed: its parts must be where the assembler reads
 	plain := startServer(t, Options{}, nil)
 	ctx := context.Background()
 
@@ -515,6 +518,55 @@ func TestOpenAPIResponsesConform(t *testing.T) {
 		check(exchange{method: "POST", template: "/file/batch/{id}/cancel", path: "/file/batch/" + bid + "/cancel"})
 		check(exchange{method: "GET", template: "/file/batch/{id}", path: "/file/batch/" + bid,
 			header: map[string]string{"apikey": userKey}}) // another user's: as unknown
+	}
+
+	// A pre-signed part upload: open, URLs again, parts, a tampered URL, a
+	// report, a wrong and a right complete, a cancel too late and one in
+	// time, and a part after the end.
+	const root = "/file/v1/files/upload/parts"
+	const one, part = root + "/{id}", root + "/{id}/{partNumber}"
+	const done, cancel = root + "/{id}/complete", root + "/{id}/cancel"
+	for _, ex := range []exchange{
+		{method: "POST", template: root, path: root, body: `{"parts":0}`},
+		{method: "POST", template: root, path: root, body: `not json`},
+		{method: "GET", template: one, path: root + "/" + unknown},
+		{method: "POST", template: done, path: root + "/" + unknown + "/complete", body: `{"parts":[{"partNumber":1,"etag":"x"}]}`},
+		{method: "DELETE", template: cancel, path: root + "/" + unknown + "/cancel"},
+	} {
+		check(ex)
+	}
+	presigned := check(exchange{method: "POST", template: root, path: root,
+		body:   `{"name":"parts.bin","mimeType":"application/octet-stream","parts":2}`,
+		header: map[string]string{"rule": "File process", "metadata": `{"ticket":7}`}})
+	id, _ := presigned["id"].(string)
+	urls, _ := presigned["signedUrls"].([]any)
+	if id == "" || len(urls) != 2 {
+		t.Fatalf("no pre-signed upload to go on with: %v", presigned)
+	}
+	first, _ := urls[0].(map[string]any)["signedUrl"].(string)
+	u, err := url.Parse(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := u.RequestURI()
+	for _, ex := range []exchange{
+		{method: "POST", template: one, path: root + "/" + id, body: `{"parts":3}`},
+		{method: "PUT", template: part, path: signed, body: "0123456789", header: map[string]string{"Content-Type": "application/octet-stream"}},
+		{method: "PUT", template: part, path: strings.Replace(signed, "/1?", "/2?", 1), body: "0123456789"},
+		{method: "GET", template: one, path: root + "/" + id},
+		{method: "PUT", template: one, path: root + "/" + id, body: `{"parts":[{"partNumber":1,"etag":"781e5e245d69b566979b86e28d23f2c7"}]}`},
+		{method: "PUT", template: one, path: root + "/" + id, body: `{"parts":[{"partNumber":1}]}`},
+		{method: "POST", template: done, path: root + "/" + id + "/complete", body: `{"parts":[{"partNumber":1,"etag":"0cc175b9c0f1b6a831c399e269772661"}]}`},
+		{method: "POST", template: done, path: root + "/" + id + "/complete", body: `{"parts":[{"partNumber":1,"etag":"\"781e5e245d69b566979b86e28d23f2c7\""}]}`},
+		{method: "DELETE", template: cancel, path: root + "/" + id + "/cancel"},
+		{method: "PUT", template: part, path: signed, body: "0123456789"},
+	} {
+		check(ex)
+	}
+	other := check(exchange{method: "POST", template: root, path: root, body: `{"name":"gone.bin","parts":1}`})
+	if oid, _ := other["id"].(string); oid != "" {
+		check(exchange{method: "DELETE", template: cancel, path: root + "/" + oid + "/cancel"})
+		check(exchange{method: "POST", template: one, path: root + "/" + oid, body: `{"parts":1}`})
 	}
 }
 

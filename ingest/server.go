@@ -30,6 +30,7 @@ import (
 	"github.com/scangate/scangate/pkg/health"
 	"github.com/scangate/scangate/pkg/localfile"
 	"github.com/scangate/scangate/pkg/metrics"
+	"github.com/scangate/scangate/pkg/presign"
 	"github.com/scangate/scangate/pkg/result"
 	"github.com/scangate/scangate/pkg/session"
 	"github.com/scangate/scangate/pkg/workflow"
@@ -87,6 +88,8 @@ type Options struct {
 	// (header downloadfrom); AllowPrivateDownloads lets it name loopback,
 	// private and link-local addresses.
 	DownloadFrom, AllowPrivateDownloads bool
+	// Presigned configures pre-signed part uploads (presigned.go).
+	Presigned PresignedOptions
 }
 
 // sessionCacheFor is how long a node trusts a login session it resolved
@@ -113,6 +116,9 @@ type Server struct {
 	// metricsHandler serves GET /metrics from opts.Metrics.
 	metricsHandler fiber.Handler
 	signer         *batch.Signer // signs batch reports (batch.go)
+	// Pre-signed part uploads: their settings and the URL signer.
+	presign    PresignedOptions
+	partSigner *presign.Signer
 }
 
 // New builds the API. Serve starts answering.
@@ -145,6 +151,8 @@ func New(b *bus.Bus, blobs blob.Store, opts Options, log zerolog.Logger) *Server
 			panic(err) // crypto/rand failing: nothing would work
 		}
 	}
+	s.presign = opts.Presigned.withDefaults()
+	s.partSigner = newSigner(s.presign.Key, s.log)
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.app = fiber.New(fiber.Config{
 		AppName:                      "scangate",
@@ -227,6 +235,7 @@ func (s *Server) routes(r fiber.Router) {
 	r.Get("/admin/license", s.getLicense)
 	r.Get("/openapi.json", s.getOpenAPI)
 	r.Get("/metrics", s.metricsHandler)
+	s.presignedRoutes(r)
 }
 
 // App exposes the fiber app (tests drive it with app.Test).

@@ -34,6 +34,7 @@ import (
 	"github.com/scangate/scangate/pkg/localfile"
 	"github.com/scangate/scangate/pkg/logging"
 	"github.com/scangate/scangate/pkg/metrics"
+	"github.com/scangate/scangate/pkg/presign"
 	"github.com/scangate/scangate/pkg/workflow"
 	"github.com/scangate/scangate/scanner"
 	"github.com/scangate/scangate/scanner/engines"
@@ -180,6 +181,11 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 				ln.Close()
 				return nil, err
 			}
+			presigned, err := n.presignedOptions()
+			if err != nil {
+				ln.Close()
+				return nil, err
+			}
 			localFiles, err := localfile.OpenDirs(cfg.Sources.FilePath.AllowedDirs)
 			if err != nil {
 				ln.Close()
@@ -205,6 +211,7 @@ func Start(ctx context.Context, cfg *config.Config, roles []Role, version string
 				LocalFiles:              localFiles,
 				DownloadFrom:            cfg.Sources.DownloadFrom.Enabled,
 				AllowPrivateDownloads:   cfg.Sources.DownloadFrom.AllowPrivateTargets,
+				Presigned:               presigned,
 			}, n.log)
 			n.goRun("ingest", func() error { return n.http.Serve(ln) })
 		}
@@ -460,4 +467,24 @@ func BuildEngines(ctx context.Context, cfg *config.Config, log zerolog.Logger) (
 		out = append(out, scanner.NamedEngine{Name: "clamav", Engine: cl})
 	}
 	return out, nil
+}
+
+// presignedOptions are the ingest settings of pre-signed part uploads,
+// with the key that signs their URLs: the configured one, or one generated
+// into the data directory and kept there, so URLs handed out stay valid
+// across a restart.
+func (n *Node) presignedOptions() (ingest.PresignedOptions, error) {
+	p := n.cfg.Presigned
+	key, generated, err := presign.LoadKey(p.Key, n.cfg.DataDir)
+	if err != nil {
+		return ingest.PresignedOptions{}, err
+	}
+	if generated && (n.cfg.NATS.URL != "" || n.cfg.NATS.Listen != "") {
+		// Other nodes may serve this deployment's clients, and they
+		// cannot check URLs signed with this node's own key.
+		n.log.Warn().Str("key_file", filepath.Join(n.cfg.DataDir, presign.KeyFile)).
+			Msg("presigned.key is not configured: part URLs signed here are valid on this node only; give every ingest node the same presigned.key")
+	}
+	return ingest.PresignedOptions{Key: key, URLTTL: p.URLTTL, MinPartSize: int64(p.MinPartSize), MaxParts: p.MaxParts,
+		BaseURL: p.BaseURL}, nil
 }

@@ -262,12 +262,9 @@ func (s *Server) urlsAnswer(c *fiber.Ctx, sess *session.Session, n int) urlsAnsw
 		exp = sess.ExpiresAt
 	}
 	exp = time.Unix(exp.Unix(), 0) // what the signature covers
-	base := s.presign.BaseURL
-	if base == "" {
-		base = c.BaseURL()
-		if strings.HasPrefix(c.Path(), "/v4/") {
-			base += "/v4"
-		}
+	base := s.publicBase(c)
+	if s.presign.BaseURL == "" && strings.HasPrefix(c.Path(), "/v4/") {
+		base += "/v4"
 	}
 	urls := make([]signedURL, n)
 	for i := range urls {
@@ -302,6 +299,22 @@ func sendJSON(c *fiber.Ctx, v any) error {
 	}
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 	return c.Send(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+}
+
+// publicBase is where the client reaches the API: presigned.base_url, or
+// the scheme and host it used (through a proxy, X-Forwarded-Proto and
+// X-Forwarded-Host). The URLs go back to the client that asked, so a host
+// it made up misleads only itself; the scheme is http or https, nothing
+// else.
+func (s *Server) publicBase(c *fiber.Ctx) string {
+	if s.presign.BaseURL != "" {
+		return s.presign.BaseURL
+	}
+	scheme := "http"
+	if c.Protocol() == "https" {
+		scheme = "https"
+	}
+	return scheme + "://" + c.Hostname()
 }
 
 // ownPresigned is the pre-signed upload {id} of the request's user.
@@ -572,10 +585,7 @@ func (s *Server) completePresigned(c *fiber.Ctx) error {
 // upload's id, and polled like any file at downloadUrl (GET /file/{id}):
 // scangate hands back results, never an unscanned file.
 func (s *Server) completeAnswer(c *fiber.Ctx, sess *session.Session) error {
-	base := s.presign.BaseURL
-	if base == "" {
-		base = c.BaseURL()
-	}
+	base := s.publicBase(c)
 	return c.JSON(struct {
 		ID          string `json:"id"`
 		DataID      string `json:"data_id"`

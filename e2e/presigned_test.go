@@ -206,7 +206,9 @@ func TestPresignedSignedURLsAndOwners(t *testing.T) {
 	if code, out, _ := call(t, "POST", base+partsPath, "", []byte(`{"parts":1}`), nil); code != 401 {
 		t.Fatalf("open without an apikey: %d %v", code, out)
 	}
-	id, urls := openPresigned(t, base, aliceKey, 1, "grown.bin", nil)
+	// Every POST /file header applies: this upload joins a batch.
+	bid := openBatch(t, base, aliceKey, nil)
+	id, urls := openPresigned(t, base, aliceKey, 1, "grown.bin", map[string]string{"batch": bid})
 	p1 := randomBytes(t, 1500)
 	e1 := mustPutPart(t, urls[1], p1) // no apikey: the URL is enough
 
@@ -306,6 +308,9 @@ func TestPresignedSignedURLsAndOwners(t *testing.T) {
 	})
 	if path(r, "file_info", "sha256") != digestsOf(file).sha256 || path(r, "process_info", "username") != "alice" {
 		t.Errorf("result: sha256 %v, username %v", path(r, "file_info", "sha256"), path(r, "process_info", "username"))
+	}
+	if got := dataIDs(batchStatus(t, base, aliceKey, bid, "")); !slices.Equal(got, []string{id}) {
+		t.Errorf("the batch lists %v, want the pre-signed upload's file", got)
 	}
 	// On disk: the three parts the file is made of and its manifest; the
 	// replaced PUT of part 2 is gone.

@@ -131,18 +131,19 @@ func (s *Scanner) Run(ctx context.Context) error {
 		return fmt.Errorf("scanner: subscribe cancels: %w", err)
 	}
 	defer sub.Unsubscribe()
-	cons, err := s.b.JS.Consumer(ctx, events.StreamFiles, events.ConsumerScanners)
+	q, err := bindQueues(ctx, s.b.JS)
 	if err != nil {
-		return fmt.Errorf("scanner: consumer: %w", err)
+		return fmt.Errorf("scanner: %w", err)
 	}
 	s.log.Info().Int("workers", s.opts.Workers).Msg("scanner started")
 	var wg sync.WaitGroup
 	wg.Go(func() { s.register(ctx) })
 	slots := make(chan struct{}, s.opts.Workers)
 	for range s.opts.Workers * fetchersPerWorker {
-		wg.Go(func() { s.work(ctx, cons, slots) })
+		wg.Go(func() { s.work(ctx, q, slots) })
 	}
 	wg.Wait()
+	q.release()
 	s.commits.Wait()
 	return nil
 }
@@ -154,14 +155,13 @@ func (s *Scanner) Run(ctx context.Context) error {
 // scanner never hoards work a peer could take.
 const fetchersPerWorker = 2
 
-// work fetches one file at a time and scans it once a worker slot is free.
-func (s *Scanner) work(ctx context.Context, cons jetstream.Consumer, slots chan struct{}) {
+// work fetches one file at a time, highest priority first (queues.next),
+// and scans it once a worker slot is free.
+func (s *Scanner) work(ctx context.Context, q *queues, slots chan struct{}) {
 	for ctx.Err() == nil {
-		fetchCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		msg, err := cons.Next(jetstream.FetchContext(fetchCtx))
-		cancel()
+		msg, err := q.next(ctx)
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			if ctx.Err() == nil {
 				s.log.Warn().Err(err).Msg("fetch failed")
 				time.Sleep(time.Second)
 			}

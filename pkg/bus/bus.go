@@ -426,16 +426,8 @@ type Consumer struct {
 
 // Consumers are scangate's durable consumers.
 func Consumers(o Options) []Consumer {
-	cs := []Consumer{
-		{events.StreamFiles, jetstream.ConsumerConfig{
-			Durable:       events.ConsumerScanners,
-			Description:   "shared by every scanner; one file to one scanner at a time",
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       ScanAckWait,
-			MaxDeliver:    -1,
-			MaxAckPending: 10000,
-			FilterSubject: events.FilesSubjects,
-		}},
+	cs := scannerConsumers()
+	cs = append(cs, []Consumer{
 		{events.StreamScans, jetstream.ConsumerConfig{
 			Durable:     events.ConsumerNotifier,
 			Description: "webhook deliveries; retries are parked as delayed redeliveries",
@@ -447,7 +439,7 @@ func Consumers(o Options) []Consumer {
 			MaxAckPending: 100000,
 			FilterSubject: events.ScanDoneSubjects,
 		}},
-	}
+	}...)
 	for p := range o.Partitions {
 		recorder := partitionConsumer(events.StreamResults, events.RecorderConsumer(p), events.ResultPartitionSubjects(p),
 			events.RecorderGroup, "result events of one partition, pinned to one recorder at a time")
@@ -458,6 +450,41 @@ func Consumers(o Options) []Consumer {
 		cs = append(cs, recorder,
 			partitionConsumer(events.StreamUploads, events.AssemblerConsumer(p), events.UploadPartitionSubjects(p),
 				events.AssemblerGroup, "upload partition, pinned to one assembler at a time"))
+	}
+	return cs
+}
+
+// scannerConsumers are the scan work queues, one consumer per priority,
+// each shared by every scanner (one file to one scanner at a time).
+// Scanners take from high first, then normal, then low, with a share kept
+// for the lower ones (scanner.queues); one consumer over every priority
+// would hand out files in the order they came, whatever their priority.
+//
+// A work-queue stream lets no two consumers' filters overlap, so the
+// single consumer of earlier releases (ConsumerScanners on file.>) cannot
+// stay beside these. It becomes the normal one instead: `scangate
+// migrate` narrows its filter to file.normal.> in place, which keeps the
+// files it was holding (all normal: earlier releases queued nothing else)
+// with their deliveries and acknowledgements, and then creates the others.
+func scannerConsumers() []Consumer {
+	desc := map[events.Priority]string{
+		events.PriorityHigh:   "high-priority scan work (admins' requests); shared by every scanner, taken first",
+		events.PriorityNormal: "normal-priority scan work (uploads); shared by every scanner",
+		events.PriorityLow:    "low-priority scan work (rescans); shared by every scanner, with a share kept while others wait",
+	}
+	var cs []Consumer
+	// Normal first: declared in this order, a migration narrows the old
+	// consumer before it creates the ones it would overlap.
+	for _, p := range []events.Priority{events.PriorityNormal, events.PriorityHigh, events.PriorityLow} {
+		cs = append(cs, Consumer{events.StreamFiles, jetstream.ConsumerConfig{
+			Durable:       events.ScannerConsumer(p),
+			Description:   desc[p],
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       ScanAckWait,
+			MaxDeliver:    -1,
+			MaxAckPending: 10000,
+			FilterSubject: events.PrioritySubjects(p),
+		}})
 	}
 	return cs
 }

@@ -86,7 +86,7 @@ func TestOpenTwiceFindsNothingToChange(t *testing.T) {
 		t.Errorf("after Open: %s", c)
 	}
 	before := snapshot(t, js)
-	if want := 5 + 6 + 2 + 2*o.Partitions; len(before) != want { // streams, buckets, consumers
+	if want := 5 + 6 + 4 + 2*o.Partitions; len(before) != want { // streams, buckets, consumers (3 scanners, notifier, 2 per partition)
 		t.Fatalf("%d streams and consumers on the server, want %d", len(before), want)
 	}
 	if _, err := bus.Open(ctx, nc, o); err != nil {

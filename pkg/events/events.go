@@ -114,6 +114,24 @@ const AbortSubjects = "upload-abort.*"
 // FileSubject is where a file-complete event for dataID is published.
 func FileSubject(p Priority, dataID string) string { return "file." + string(p) + "." + dataID }
 
+// Priorities lists the scan priorities in the order scanners prefer them.
+var Priorities = []Priority{PriorityHigh, PriorityNormal, PriorityLow}
+
+// PrioritySubjects matches the work of one priority, rescans included.
+func PrioritySubjects(p Priority) string { return "file." + string(p) + ".>" }
+
+// ScannerConsumer names the durable consumer of one priority's work. The
+// normal one keeps the name of the single consumer earlier releases
+// declared (ConsumerScanners, then filtered on every priority): narrowing
+// its filter in place keeps the files it was holding and their delivery
+// state across `scangate migrate`.
+func ScannerConsumer(p Priority) string {
+	if p == PriorityNormal {
+		return ConsumerScanners
+	}
+	return ConsumerScanners + "-" + string(p)
+}
+
 // ScanDoneSubject is where the final result of dataID is announced.
 func ScanDoneSubject(dataID string) string { return "scan.done." + dataID }
 

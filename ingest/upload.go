@@ -72,7 +72,7 @@ func (s *Server) postFile(c *fiber.Ctx) error {
 	defer h.Close()
 	body := s.bodyStream(c)
 	fc := &events.FileComplete{DataID: dataID, Size: size, Meta: meta,
-		Priority: events.PriorityNormal, UploadedAt: uploadedAt}
+		Priority: requestedPriority(c, events.PriorityNormal), UploadedAt: uploadedAt}
 	if size <= events.InlineMax && s.inline.take(size) {
 		defer s.inline.give(size)
 		// A small file travels inside its events: its bytes become

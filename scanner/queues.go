@@ -51,23 +51,25 @@ const watchFor = 30 * time.Second
 
 // queues is how one scanner takes work from the priority consumers.
 //
-// A fetcher that needs a file takes the look token, so that one fetcher at
-// a time looks: it asks each queue, in the turn's order, for a file that
-// is there now (a no-wait pull). When every queue is empty it waits on all
-// three at once (one pull each) and keeps the first file that comes; the
-// other fetchers wait for the token meanwhile, so an idle scanner has
-// three pulls open, not three per fetcher, and a file that arrives wakes
-// exactly one fetcher, which hands the token on for the next one to look.
-// Every fetcher still holds at most one file, as before: at most one file
-// per worker waits for a slot.
+// A fetcher that needs a file asks each queue, in the turn's order, for a
+// file that is there now (a no-wait pull); fetchers do that side by side.
+// When every queue is empty the fetcher waits for the watch token, so that
+// one fetcher at a time waits on all three queues at once (one pull each)
+// and keeps the first file that comes, while the scanner's other idle
+// fetchers wait for the token: an idle scanner has three pulls open, not
+// three per fetcher, and a file that arrives wakes exactly one fetcher,
+// which hands the token on for the next to look. Every fetcher still holds
+// at most one file, as before: at most one file per worker waits for a
+// slot.
 type queues struct {
 	cons  [3]jetstream.Consumer // by index into events.Priorities
 	turns atomic.Uint64         // files taken: picks each take's order
-	look  chan struct{}         // the look token
+	watch chan struct{}         // the watch token
 
 	// spare holds files that arrived together on different queues while
 	// waiting on all three: the first is taken, the others wait here,
-	// kept ours, for the next look. Only the token holder touches it.
+	// kept ours, for the next fetcher.
+	mu    sync.Mutex
 	spare []spareMsg
 }
 
@@ -78,8 +80,8 @@ type spareMsg struct {
 
 // bindQueues looks up the consumers of every priority.
 func bindQueues(ctx context.Context, js jetstream.JetStream) (*queues, error) {
-	q := &queues{look: make(chan struct{}, 1)}
-	q.look <- struct{}{}
+	q := &queues{watch: make(chan struct{}, 1)}
+	q.watch <- struct{}{}
 	for i, p := range events.Priorities {
 		c, err := js.Consumer(ctx, events.StreamFiles, events.ScannerConsumer(p))
 		if err != nil {
@@ -93,36 +95,61 @@ func bindQueues(ctx context.Context, js jetstream.JetStream) (*queues, error) {
 // next returns the next file to scan, blocking until there is one or ctx
 // ends.
 func (q *queues) next(ctx context.Context) (jetstream.Msg, error) {
-	select {
-	case <-q.look:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	defer func() { q.look <- struct{}{} }()
 	for ctx.Err() == nil {
-		if n := len(q.spare); n > 0 {
-			s := q.spare[0]
-			q.spare = q.spare[1:]
-			s.stop()
-			return s.msg, nil
+		if msg := q.takeSpare(); msg != nil {
+			return msg, nil
 		}
-		msg, err := q.poll()
+		if msg, err := q.poll(); msg != nil || err != nil {
+			return msg, err
+		}
+		select {
+		case <-q.watch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		msg, err := q.waitForWork(ctx)
+		q.watch <- struct{}{}
 		if msg != nil || err != nil {
 			return msg, err
 		}
-		got, err := q.watch(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if len(got) > 0 {
-			q.turns.Add(1)
-			for _, m := range got[1:] {
-				q.spare = append(q.spare, spareMsg{msg: m, stop: bus.KeepAlive(m, bus.ScanKeepAlive)})
-			}
-			return got[0], nil
-		}
 	}
 	return nil, ctx.Err()
+}
+
+// waitForWork, with the watch token held, looks once more (a file may
+// have come while the token was elsewhere), then waits on every queue. It
+// returns nil when the wait ended with nothing.
+func (q *queues) waitForWork(ctx context.Context) (jetstream.Msg, error) {
+	if msg := q.takeSpare(); msg != nil {
+		return msg, nil
+	}
+	if msg, err := q.poll(); msg != nil || err != nil {
+		return msg, err
+	}
+	got, err := q.wait(ctx)
+	if err != nil || len(got) == 0 {
+		return nil, err
+	}
+	q.turns.Add(1)
+	q.mu.Lock()
+	for _, m := range got[1:] {
+		q.spare = append(q.spare, spareMsg{msg: m, stop: bus.KeepAlive(m, bus.ScanKeepAlive)})
+	}
+	q.mu.Unlock()
+	return got[0], nil
+}
+
+// takeSpare returns a spare file, if any.
+func (q *queues) takeSpare() jetstream.Msg {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.spare) == 0 {
+		return nil
+	}
+	s := q.spare[0]
+	q.spare = q.spare[1:]
+	s.stop()
+	return s.msg
 }
 
 // poll asks each queue, in this turn's order, for a file that is there
@@ -148,12 +175,12 @@ func (q *queues) poll() (jetstream.Msg, error) {
 	return nil, nil
 }
 
-// watch waits on every queue at once for up to watchFor, and returns what
+// wait waits on every queue at once for up to watchFor, and returns what
 // came, highest priority first: usually one file, and nothing when the
 // wait ended empty. The first file ends the other waits; a file another
 // queue delivered in that same moment is returned too rather than lost to
 // a redelivery.
-func (q *queues) watch(ctx context.Context) ([]jetstream.Msg, error) {
+func (q *queues) wait(ctx context.Context) ([]jetstream.Msg, error) {
 	wctx, cancel := context.WithTimeout(ctx, watchFor)
 	defer cancel()
 	got := make([]jetstream.Msg, len(q.cons))
@@ -193,8 +220,8 @@ func (q *queues) watch(ctx context.Context) ([]jetstream.Msg, error) {
 // release gives back the spare files at shutdown: a peer, or our next
 // start, takes them at once rather than after the ack wait.
 func (q *queues) release() {
-	<-q.look
-	defer func() { q.look <- struct{}{} }()
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	for _, s := range q.spare {
 		s.stop()
 		_ = s.msg.Nak()

@@ -58,6 +58,24 @@ func TestQueuesTakeByPriority(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A consumer counts a stored file a moment after the publish is
+	// acknowledged, and a no-wait pull answers from that count.
+	deadline := time.Now().Add(10 * time.Second)
+	for i, want := range []uint64{2, 20, 20} {
+		for {
+			info, err := q.cons[i].Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.NumPending == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("consumer %s counts %d files, want %d", events.Priorities[i], info.NumPending, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	var taken []events.Priority
 	seen := map[string]bool{}
 	for range len(work) {
@@ -141,6 +159,60 @@ func TestQueuesWakeOnAnyPriority(t *testing.T) {
 		}
 		if err := msg.DoubleAck(ctx); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// Idle fetchers of one scanner share one wait: one pull open per queue
+// however many fetchers are idle, and files arriving together wake them
+// one after another, each file to one fetcher.
+func TestQueuesIdleFetchersShareOneWait(t *testing.T) {
+	b, _ := testBus(t)
+	ctx := testContext(t)
+	q, err := bindQueues(ctx, b.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const fetchers = 4
+	got := make(chan jetstream.Msg, fetchers)
+	for range fetchers {
+		go func() {
+			msg, err := q.next(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- msg
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !allWaiting(t, q) {
+		if time.Now().After(deadline) {
+			t.Fatal("the fetchers never waited")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i, c := range q.cons {
+		info, err := c.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumWaiting != 1 {
+			t.Errorf("consumer %s has %d pulls open for %d idle fetchers, want 1", events.Priorities[i], info.NumWaiting, fetchers)
+		}
+	}
+	want := publishWork(t, b, events.PriorityNormal, fetchers)
+	for range fetchers {
+		select {
+		case msg := <-got:
+			if _, ok := want[msg.Subject()]; !ok {
+				t.Fatalf("a fetcher woke with %s", msg.Subject())
+			}
+			delete(want, msg.Subject())
+			if err := msg.DoubleAck(ctx); err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(watchFor / 2):
+			t.Fatalf("%d files never reached the idle fetchers", len(want))
 		}
 	}
 }

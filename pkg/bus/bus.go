@@ -111,12 +111,18 @@ type Options struct {
 }
 
 // Retention is the life of KV entries after their last write (the KV
-// buckets' TTL, their streams' max age): retention.results and
-// retention.webhooks in the configuration.
+// buckets' TTL, their streams' max age): retention.results,
+// retention.webhooks and retention.originals in the configuration.
 type Retention struct {
 	Results  time.Duration // buckets results, hashes and sessions
 	Webhooks time.Duration // bucket webhooks
+	// Originals: bucket originals, the kept bytes of small files. A zero
+	// value takes DefaultOriginalsRetention.
+	Originals time.Duration
 }
+
+// DefaultOriginalsRetention is retention.originals by default.
+const DefaultOriginalsRetention = 24 * time.Hour
 
 // DefaultRetention is what a bucket keeps when Options do not say: the
 // configuration's default, so that a role or a test opening the bus
@@ -139,6 +145,9 @@ func (o Options) withDefaults() Options {
 	if o.Retention.Webhooks <= 0 {
 		o.Retention.Webhooks = DefaultRetention
 	}
+	if o.Retention.Originals <= 0 {
+		o.Retention.Originals = DefaultOriginalsRetention
+	}
 	return o
 }
 
@@ -152,7 +161,9 @@ type Bus struct {
 	Sessions jetstream.KeyValue
 	Nodes    jetstream.KeyValue
 	Logins   jetstream.KeyValue
-	Opts     Options
+	// Originals is the kept bytes of small files (KeepOriginal).
+	Originals jetstream.KeyValue
+	Opts      Options
 
 	streams    sync.Map // name → jetstream.Stream, see stream
 	committers sync.Map // stream name → *Committer
@@ -268,6 +279,8 @@ func (b *Bus) bind(ctx context.Context) error {
 			b.Nodes = kv
 		case events.BucketLogins:
 			b.Logins = kv
+		case events.BucketOriginals:
+			b.Originals = kv
 		}
 	}
 	return nil
@@ -287,7 +300,8 @@ func Topology(o Options) []Asset {
 		assets = append(assets, StreamAsset(sc))
 	}
 	for _, kc := range Buckets(o) {
-		assets = append(assets, BucketAsset(kc, kc.Bucket == events.BucketResults || kc.Bucket == events.BucketHashes))
+		groupCommit := kc.Bucket == events.BucketResults || kc.Bucket == events.BucketHashes || kc.Bucket == events.BucketOriginals
+		assets = append(assets, BucketAsset(kc, groupCommit))
 	}
 	for _, c := range Consumers(o) {
 		assets = append(assets, ConsumerAsset(c))
@@ -547,7 +561,16 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 		kv(events.BucketSessions, "upload session status by data_id", o.Retention.Results),
 		kv(events.BucketNodes, "live scanners and their engines", NodeTTL),
 		kv(events.BucketLogins, "login sessions by sha256 of their id", o.SessionTTL),
+		originals(kv(events.BucketOriginals, "bytes of small files by data_id, kept for rescans", o.Retention.Originals)),
 	}
+}
+
+// originals bounds the bucket's messages to what a small file can hold
+// (the scanner keeps only files that travelled inside their events), with
+// room for the headers a group commit adds to each.
+func originals(c jetstream.KeyValueConfig) jetstream.KeyValueConfig {
+	c.MaxValueSize = events.InlineMax + 4<<10
+	return c
 }
 
 // natsLogger routes the embedded server's log into zerolog.

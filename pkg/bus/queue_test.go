@@ -1,6 +1,7 @@
 package bus_test
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -88,5 +89,39 @@ func TestScanQueueStateAcrossPriorities(t *testing.T) {
 	}
 	if !next.Priorities[events.PriorityHigh].OldestWaiting.IsZero() {
 		t.Errorf("no high file waits, yet its oldest is %v", next.Priorities[events.PriorityHigh].OldestWaiting)
+	}
+}
+
+// The bytes of the largest small file are kept and read back whole, also
+// when many scanners keep theirs at once (their copies share group
+// commits); a file never kept has nothing.
+func TestKeepOriginalLargestSmallFiles(t *testing.T) {
+	nc, _ := startServer(t)
+	ctx := testContext(t)
+	b, err := bus.Open(ctx, nc, bus.Options{Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 48
+	data := bytes.Repeat([]byte{0xa5}, events.InlineMax)
+	keys := make([]string, n)
+	errs := make(chan error, n)
+	for i := range keys {
+		keys[i] = ids.New()
+		go func() { errs <- b.KeepOriginal(ctx, keys[i], data) }()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range keys {
+		got, err := b.Original(ctx, k)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("Original(%s): %d bytes, %v; want the %d kept", k, len(got), err, len(data))
+		}
+	}
+	if got, err := b.Original(ctx, ids.New()); got != nil || err != nil {
+		t.Errorf("Original of a file never kept: %d bytes, %v", len(got), err)
 	}
 }

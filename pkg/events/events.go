@@ -34,6 +34,10 @@ const (
 	BucketNodes    = "nodes"    // scanner.<id> → live scanner and its engines (entries expire)
 	BucketWebhooks = "webhooks" // <data_id> (callbackurl), <data_id>.sanitized → webhook delivery state
 	BucketLogins   = "logins"   // sha256(session_id) → login session (written by ingest; entries expire)
+	// BucketOriginals keeps the bytes of small files (events.InlineMax),
+	// which have no blob, for rescans: data_id → bytes, written by the
+	// scanner with its verdict, expiring retention.originals later.
+	BucketOriginals = "originals"
 )
 
 // Durable consumers.
@@ -132,6 +136,14 @@ func ScannerConsumer(p Priority) string {
 	return ConsumerScanners + "-" + string(p)
 }
 
+// RescanSubject is where the work of a rescan that reads another file's
+// stored bytes is queued: file.<priority>.<data_id>.<file_id>. The last
+// token names the file whose bytes it needs, so that the retention sweep
+// (bus.InFlight) keeps them while the rescan waits or runs.
+func RescanSubject(p Priority, dataID, fileID string) string {
+	return FileSubject(p, dataID) + "." + fileID
+}
+
 // ScanDoneSubject is where the final result of dataID is announced.
 func ScanDoneSubject(dataID string) string { return "scan.done." + dataID }
 
@@ -217,6 +229,30 @@ type FileComplete struct {
 	// blob. A small file then costs no file of its own to create, fsync,
 	// open and delete.
 	Data []byte `json:"data,omitempty"`
+	// FileID, when set, is the stored file this scan is of: a rescan names
+	// the original's data_id, which its result reports as file_id. Without
+	// Data, the bytes are read from that file's blob.
+	FileID string `json:"file_id,omitempty"`
+}
+
+// Rescan reports whether fc scans the stored bytes of another file.
+func (fc *FileComplete) Rescan() bool { return fc.FileID != "" && fc.FileID != fc.DataID }
+
+// BlobKey is the blob holding the bytes to scan when they are not inline:
+// the file's own, or for a rescan the original's.
+func (fc *FileComplete) BlobKey() string {
+	if fc.Rescan() {
+		return fc.FileID
+	}
+	return fc.DataID
+}
+
+// Subject is where fc waits for a scanner.
+func (fc *FileComplete) Subject() string {
+	if fc.Rescan() && fc.Data == nil {
+		return RescanSubject(fc.Priority, fc.DataID, fc.FileID)
+	}
+	return FileSubject(fc.Priority, fc.DataID)
 }
 
 // InlineMax is the largest file carried inside its events rather than in

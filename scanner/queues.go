@@ -63,7 +63,7 @@ const watchFor = 30 * time.Second
 // slot.
 type queues struct {
 	cons  [3]jetstream.Consumer // by index into events.Priorities
-	turns atomic.Uint64         // files taken: picks each take's order
+	turns atomic.Uint64         // polls so far: each poll takes the next turn
 	watch chan struct{}         // the watch token
 
 	// spare holds files that arrived together on different queues while
@@ -130,7 +130,6 @@ func (q *queues) waitForWork(ctx context.Context) (jetstream.Msg, error) {
 	if err != nil || len(got) == 0 {
 		return nil, err
 	}
-	q.turns.Add(1)
 	q.mu.Lock()
 	for _, m := range got[1:] {
 		q.spare = append(q.spare, spareMsg{msg: m, stop: bus.KeepAlive(m, bus.ScanKeepAlive)})
@@ -152,10 +151,13 @@ func (q *queues) takeSpare() jetstream.Msg {
 	return s.msg
 }
 
-// poll asks each queue, in this turn's order, for a file that is there
-// now; nil when every queue is empty.
+// poll asks each queue, in the order of the next turn, for a file that is
+// there now; nil when every queue is empty. Each poll takes a turn of its
+// own, so fetchers polling side by side never share one, and every tenth
+// poll of a scanner starts with low work (turns taken while every queue is
+// empty change nothing: there is no share to keep).
 func (q *queues) poll() (jetstream.Msg, error) {
-	for _, i := range order(q.turns.Load()) {
+	for _, i := range order(q.turns.Add(1) - 1) {
 		batch, err := q.cons[i].FetchNoWait(1)
 		if err != nil {
 			return nil, err
@@ -168,7 +170,6 @@ func (q *queues) poll() (jetstream.Msg, error) {
 			return nil, err
 		}
 		if msg != nil {
-			q.turns.Add(1)
 			return msg, nil
 		}
 	}

@@ -2,6 +2,8 @@ package scanner
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,24 +60,7 @@ func TestQueuesTakeByPriority(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A consumer counts a stored file a moment after the publish is
-	// acknowledged, and a no-wait pull answers from that count.
-	deadline := time.Now().Add(10 * time.Second)
-	for i, want := range []uint64{2, 20, 20} {
-		for {
-			info, err := q.cons[i].Info(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if info.NumPending == want {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("consumer %s counts %d files, want %d", events.Priorities[i], info.NumPending, want)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	waitCounted(t, q, 2, 20, 20)
 	var taken []events.Priority
 	seen := map[string]bool{}
 	for range len(work) {
@@ -106,6 +91,71 @@ func TestQueuesTakeByPriority(t *testing.T) {
 	}
 	if n := len(seen); n != len(work) {
 		t.Errorf("%d files taken, want %d", n, len(work))
+	}
+}
+
+// Fetchers polling side by side each take a turn of their own: with low
+// and normal work waiting, exactly one take in fairEvery is low however
+// many fetchers poll at once (turns shared or skipped would make it more
+// or none).
+func TestQueuesShareHoldsWithConcurrentFetchers(t *testing.T) {
+	b, _ := testBus(t)
+	ctx := testContext(t)
+	work := publishWork(t, b, events.PriorityLow, 100)
+	for s, p := range publishWork(t, b, events.PriorityNormal, 200) {
+		work[s] = p
+	}
+	q, err := bindQueues(ctx, b.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCounted(t, q, 0, 200, 100)
+	const fetchers, takes = 8, 100
+	var lows, taken atomic.Int32
+	var wg sync.WaitGroup
+	for range fetchers {
+		wg.Go(func() {
+			for taken.Add(1) <= takes {
+				msg, err := q.next(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if work[msg.Subject()] == events.PriorityLow {
+					lows.Add(1)
+				}
+				if err := msg.DoubleAck(ctx); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := lows.Load(); got != takes/fairEvery {
+		t.Errorf("%d low files among %d taken by %d fetchers at once, want %d", got, takes, fetchers, takes/fairEvery)
+	}
+}
+
+// waitCounted waits until each consumer counts the files published to it:
+// a consumer counts a stored file a moment after the publish is
+// acknowledged, and a no-wait pull answers from that count.
+func waitCounted(t *testing.T, q *queues, counts ...uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for i, want := range counts {
+		for {
+			info, err := q.cons[i].Info(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.NumPending == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("consumer %s counts %d files, want %d", events.Priorities[i], info.NumPending, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/scangate/scangate/pkg/bus"
+	"github.com/scangate/scangate/pkg/events"
 )
 
 // Admission keeps the scan queue no longer than the scanners drain in
@@ -200,19 +201,67 @@ type admission struct {
 	err      error
 	drain    drain
 	admitted uint64 // admitted since last was read
+	// admittedLow is the part of admitted that went to the low queue
+	// (rescans): not ahead of a new upload (bus.ScanQueue.Ahead).
+	admittedLow uint64
 
 	logged  time.Time // last refusal (or read failure) logged
 	refused int       // refusals since then
 }
 
-// check decides on one new upload, reading the queue again when the last
-// reading is older than queueCheckEvery. A failed reading admits: the
-// upload then fails or succeeds on its own, and a broken bus must not look
-// like a full queue.
-func (a *admission) check(ctx context.Context, b *bus.Bus, log zerolog.Logger) admissionVerdict {
+// check decides on n new files of priority p (one upload, or the files of
+// one rescan request, admitted or refused together), reading the queue
+// again when the last reading is older than queueCheckEvery. Each priority
+// is judged by the files ahead of it (bus.ScanQueue.Ahead): a backlog of
+// rescans refuses more rescans, never uploads. A failed reading admits:
+// the upload then fails or succeeds on its own, and a broken bus must not
+// look like a full queue.
+func (a *admission) check(ctx context.Context, b *bus.Bus, log zerolog.Logger, p events.Priority, n uint64) admissionVerdict {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := time.Now()
+	a.read(ctx, b, log, now)
+	if a.err != nil {
+		return admissionVerdict{Wait: -1}
+	}
+	ahead, admitted := a.last.Ahead(p), a.admitted
+	if p != events.PriorityLow {
+		admitted -= a.admittedLow
+	}
+	v := decide(ahead, admitted, a.drain, a.lim, now)
+	if !v.Refuse {
+		a.admitted += n
+		if p == events.PriorityLow {
+			a.admittedLow += n
+		}
+		return v
+	}
+	a.refused++
+	if now.Sub(a.logged) >= refusalLogEvery {
+		ev := log.Warn().Str("reason", v.Reason).Str("priority", string(p)).Uint64("queued", v.Depth).
+			Uint64("waiting", ahead.Waiting).Uint64("scanning", ahead.Scanning).
+			Dur("oldest_wait", v.Age).Int("refused", a.refused).Int("retry_after_s", v.RetryAfter)
+		if a.drain.Known {
+			ev = ev.Float64("drain_per_s", math.Round(a.drain.Rate*100)/100)
+		}
+		ev.Msg("scan queue full; uploads refused")
+		a.logged, a.refused = now, 0
+	}
+	return v
+}
+
+// queue is the last reading of the scan queue (read again when older than
+// queueCheckEvery), and whether there is one.
+func (a *admission) queue(ctx context.Context, b *bus.Bus, log zerolog.Logger) (bus.ScanQueue, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.read(ctx, b, log, time.Now())
+	return a.last, a.haveLast && a.err == nil
+}
+
+// read reads the queue when the last reading is older than
+// queueCheckEvery, and learns the drain rate from the change. a.mu is held.
+func (a *admission) read(ctx context.Context, b *bus.Bus, log zerolog.Logger, now time.Time) {
 	if now.Sub(a.checked) >= queueCheckEvery {
 		a.checked = now
 		q, err := b.ScanQueueState(ctx)
@@ -226,28 +275,9 @@ func (a *admission) check(ctx context.Context, b *bus.Bus, log zerolog.Logger) a
 			if a.haveLast {
 				a.drain = a.drain.observe(a.last, q)
 			}
-			a.last, a.haveLast, a.admitted = q, true, 0
+			a.last, a.haveLast, a.admitted, a.admittedLow = q, true, 0, 0
 		}
 	}
-	if a.err != nil {
-		return admissionVerdict{Wait: -1}
-	}
-	v := decide(a.last, a.admitted, a.drain, a.lim, now)
-	if !v.Refuse {
-		a.admitted++
-		return v
-	}
-	a.refused++
-	if now.Sub(a.logged) >= refusalLogEvery {
-		ev := log.Warn().Str("reason", v.Reason).Uint64("queued", v.Depth).Uint64("waiting", a.last.Waiting).Uint64("scanning", a.last.Scanning).
-			Dur("oldest_wait", v.Age).Int("refused", a.refused).Int("retry_after_s", v.RetryAfter)
-		if a.drain.Known {
-			ev = ev.Float64("drain_per_s", math.Round(a.drain.Rate*100)/100)
-		}
-		ev.Msg("scan queue full; uploads refused")
-		a.logged, a.refused = now, 0
-	}
-	return v
 }
 
 // admit refuses a new file, before its body is read, while the scan queue
@@ -256,17 +286,23 @@ func (a *admission) check(ctx context.Context, b *bus.Bus, log zerolog.Logger) a
 // nothing is written for an upload that is refused, and the client is told
 // when to come back.
 func (s *Server) admit(c *fiber.Ctx) error {
-	if err := s.admitQueue(c); err != nil {
-		return err
-	}
-	return s.checkScanLimit(c)
+	return s.admitFiles(c, events.PriorityNormal, 1)
 }
 
-func (s *Server) admitQueue(c *fiber.Ctx) error {
+// admitFiles is admit for n new files of priority p at once (a rescan
+// request): all are admitted or none, and all count against the scan limit.
+func (s *Server) admitFiles(c *fiber.Ctx, p events.Priority, n int) error {
+	if err := s.admitQueue(c, p, n); err != nil {
+		return err
+	}
+	return s.checkScanLimit(c, n)
+}
+
+func (s *Server) admitQueue(c *fiber.Ctx, p events.Priority, n int) error {
 	if s.admission.lim == (admissionLimits{}) {
 		return nil
 	}
-	v := s.admission.check(c.UserContext(), s.b, s.log)
+	v := s.admission.check(c.UserContext(), s.b, s.log, p, uint64(n))
 	if v.Refuse {
 		if c.Request().Header.ContentLength() > preReadBody {
 			// The rest of the body is not drained for keep-alive: under

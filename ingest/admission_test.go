@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/scangate/scangate/pkg/bus"
+	"github.com/scangate/scangate/pkg/events"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -155,5 +156,36 @@ func TestRetryAfterFor(t *testing.T) {
 		if got := retryAfterFor(tt.wait, tt.maxQueueWait); got != tt.want {
 			t.Errorf("retryAfterFor(%v, %v) = %d, want %d", tt.wait, tt.maxQueueWait, got, tt.want)
 		}
+	}
+}
+
+// Each priority is admitted against the files ahead of it: a backlog of
+// rescans (low) refuses more rescans, never an upload, whether by depth or
+// by the age of its oldest file.
+func TestDecideByPriority(t *testing.T) {
+	lim := admissionLimits{MaxQueued: 5, MaxQueueWait: 10 * time.Second}
+	now := t0.Add(time.Hour)
+	q := bus.ScanQueue{At: now, Waiting: 11, OldestWaiting: now.Add(-time.Minute), Priorities: map[events.Priority]bus.PriorityQueue{
+		events.PriorityLow:    {Waiting: 10, OldestWaiting: now.Add(-time.Minute)},
+		events.PriorityNormal: {Waiting: 1, OldestWaiting: now.Add(-time.Second)},
+	}}
+	d := drain{Rate: 100, Known: true}
+	for _, tc := range []struct {
+		p      events.Priority
+		refuse bool
+	}{
+		{events.PriorityLow, true},
+		{events.PriorityNormal, false},
+		{events.PriorityHigh, false},
+	} {
+		if v := decide(q.Ahead(tc.p), 0, d, lim, now); v.Refuse != tc.refuse {
+			t.Errorf("%s: %+v, want refused %v", tc.p, v, tc.refuse)
+		}
+	}
+	// Uploads past max_queued ahead of them are refused as before.
+	q.Priorities[events.PriorityNormal] = bus.PriorityQueue{Waiting: 5, OldestWaiting: now.Add(-time.Second)}
+	q.Waiting = 15
+	if v := decide(q.Ahead(events.PriorityNormal), 0, d, lim, now); !v.Refuse || v.Reason != "max_queued" {
+		t.Errorf("uploads past max_queued: %+v, want refused", v)
 	}
 }

@@ -204,10 +204,10 @@ func (s *Server) deploymentID(c *fiber.Ctx) (string, error) {
 	return "scangate-" + strconv.FormatInt(created, 36), nil
 }
 
-// checkScanLimit counts a new file against its user's files per minute
-// (every ingest node adds to the same JetStream counter) and refuses it,
-// before its body is read, once the minute's count passes the limit.
-func (s *Server) checkScanLimit(c *fiber.Ctx) error {
+// checkScanLimit counts n new files against their user's files per minute
+// (every ingest node adds to the same JetStream counter) and refuses them,
+// before a body is read, once the minute's count passes the limit.
+func (s *Server) checkScanLimit(c *fiber.Ctx, n int) error {
 	id := identity(c)
 	limit := s.dir.ScanLimit(id.User)
 	if limit <= 0 {
@@ -216,15 +216,15 @@ func (s *Server) checkScanLimit(c *fiber.Ctx) error {
 	now := time.Now()
 	window := s.opts.ScanLimitWindow.Milliseconds()
 	slot := now.UnixMilli() / window
-	ack, err := s.b.JS.PublishMsg(c.UserContext(), countMsg(events.LimitSubject(auth.Token(id.User), slot)))
+	ack, err := s.b.JS.PublishMsg(c.UserContext(), countMsg(events.LimitSubject(auth.Token(id.User), slot), n))
 	if err != nil {
 		return err
 	}
-	n, err := strconv.ParseInt(ack.Value, 10, 64)
+	count, err := strconv.ParseInt(ack.Value, 10, 64)
 	if err != nil {
 		return err
 	}
-	if n <= int64(limit) {
+	if count <= int64(limit) {
 		return nil
 	}
 	left := time.Duration((slot+1)*window-now.UnixMilli()) * time.Millisecond
@@ -235,10 +235,10 @@ func (s *Server) checkScanLimit(c *fiber.Ctx) error {
 	return apiError(fiber.StatusForbidden, "Scan limit reached")
 }
 
-// countMsg adds one to a JetStream counter: the server sums, so nodes
+// countMsg adds n to a JetStream counter: the server sums, so nodes
 // counting at once never lose an increment.
-func countMsg(subject string) *nats.Msg {
+func countMsg(subject string, n int) *nats.Msg {
 	m := nats.NewMsg(subject)
-	m.Header.Set("Nats-Incr", "1")
+	m.Header.Set("Nats-Incr", strconv.Itoa(n))
 	return m
 }

@@ -224,6 +224,11 @@ func (s *Server) routes(r fiber.Router) {
 	r.Get("/file/:id", s.getFile)
 	r.Post("/file/:id/cancel", s.cancelFile)
 	r.Get("/file/:id/extraction-errors", s.getExtractionErrors)
+	// Rescans (rescan.go). No POST /file/:id route exists for "rescan" to
+	// be taken for an id; GET /file/:id matches one path segment only, so
+	// GET /file/{id}/rescan reaches its own handler.
+	r.Post("/file/rescan", s.postRescan)
+	r.Get("/file/:id/rescan", s.getRescan)
 	r.Get("/stat/engines", s.getEngines)
 	r.Get("/stat/nodes", s.getNodes)
 	r.Get("/hash/:hash", s.getHash)

@@ -86,7 +86,7 @@ func (s *Server) acceptFile(c *fiber.Ctx, meta events.FileMeta, size int64, src 
 	h := hashing.New()
 	defer h.Close()
 	fc := &events.FileComplete{DataID: dataID, Size: size, Meta: meta,
-		Priority: events.PriorityNormal, UploadedAt: uploadedAt}
+		Priority: requestedPriority(c, events.PriorityNormal), UploadedAt: uploadedAt}
 	if size <= events.InlineMax && s.inline.take(size) {
 		defer s.inline.give(size)
 		// A small file travels inside its events: its bytes become

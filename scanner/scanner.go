@@ -140,18 +140,19 @@ func (s *Scanner) Run(ctx context.Context) error {
 		return fmt.Errorf("scanner: subscribe cancels: %w", err)
 	}
 	defer sub.Unsubscribe()
-	cons, err := s.b.JS.Consumer(ctx, events.StreamFiles, events.ConsumerScanners)
+	q, err := bindQueues(ctx, s.b.JS)
 	if err != nil {
-		return fmt.Errorf("scanner: consumer: %w", err)
+		return fmt.Errorf("scanner: %w", err)
 	}
 	s.log.Info().Int("workers", s.opts.Workers).Msg("scanner started")
 	var wg sync.WaitGroup
 	wg.Go(func() { s.register(ctx) })
 	slots := make(chan struct{}, s.opts.Workers)
 	for range s.opts.Workers * fetchersPerWorker {
-		wg.Go(func() { s.work(ctx, cons, slots) })
+		wg.Go(func() { s.work(ctx, q, slots) })
 	}
 	wg.Wait()
+	q.release()
 	s.commits.Wait()
 	return nil
 }
@@ -163,14 +164,13 @@ func (s *Scanner) Run(ctx context.Context) error {
 // scanner never hoards work a peer could take.
 const fetchersPerWorker = 2
 
-// work fetches one file at a time and scans it once a worker slot is free.
-func (s *Scanner) work(ctx context.Context, cons jetstream.Consumer, slots chan struct{}) {
+// work fetches one file at a time, highest priority first (queues.next),
+// and scans it once a worker slot is free.
+func (s *Scanner) work(ctx context.Context, q *queues, slots chan struct{}) {
 	for ctx.Err() == nil {
-		fetchCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		msg, err := cons.Next(jetstream.FetchContext(fetchCtx))
-		cancel()
+		msg, err := q.next(ctx)
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			if ctx.Err() == nil {
 				s.log.Warn().Err(err).Msg("fetch failed")
 				time.Sleep(time.Second)
 			}
@@ -221,15 +221,16 @@ func (s *Scanner) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	log := s.log.With().Str("data_id", fc.DataID).Logger()
 	md, _ := msg.Metadata()
-	rec := result.New(fc.DataID, fc.Size, fc.Hashes, fc.Meta, fc.UploadedAt, result.InProgress)
+	rec := result.NewFile(fc.DataID, &fc, result.InProgress)
+	keep := originalToKeep(&fc)
 	start := time.Now()
 	defer func() {
 		// A panic anywhere in the workflow fails this file, not the process.
 		if v := recover(); v != nil {
 			log.Error().Any("panic", v).Str("stack", string(debug.Stack())).Msg("scan panicked; the file gets a Failed verdict")
-			failed := result.New(fc.DataID, fc.Size, fc.Hashes, fc.Meta, fc.UploadedAt, result.InProgress)
+			failed := result.NewFile(fc.DataID, &fc, result.InProgress)
 			failed.Finish(result.Failed, []string{"internal error during the scan"}, start, time.Now())
-			s.commit(ctx, msg, failed, log)
+			s.commit(ctx, msg, failed, keep, log)
 		}
 	}()
 
@@ -252,6 +253,9 @@ func (s *Scanner) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	case cur.Final():
 		log.Debug().Int("verdict", cur.Result.ScanResults.ScanAllResultI).Msg("result already final; nothing to scan")
+		// A scanner that died between its verdict and its ack may not
+		// have kept the copy yet.
+		s.keepOriginal(ctx, fc.DataID, keep, log)
 		_ = msg.Ack()
 		return
 	}
@@ -261,7 +265,7 @@ func (s *Scanner) handle(ctx context.Context, msg jetstream.Msg) {
 		// file gets a Failed verdict rather than another try.
 		log.Error().Uint64("deliveries", md.NumDelivered).Msg("scan failed on every attempt; giving up")
 		rec.Finish(result.Failed, []string{"scan did not complete after repeated attempts"}, start, time.Now())
-		s.commit(ctx, msg, rec, log)
+		s.commit(ctx, msg, rec, keep, log)
 		return
 	}
 
@@ -295,6 +299,7 @@ func (s *Scanner) handle(ctx context.Context, msg jetstream.Msg) {
 		// The cancel's own result event is in the stream (it is published
 		// before scanners are told), and it is the file's verdict.
 		log.Info().Msg("scan cancelled")
+		s.keepOriginal(ctx, fc.DataID, keep, log)
 		_ = msg.Ack()
 		return
 	case errors.Is(scanCtx.Err(), context.DeadlineExceeded):
@@ -311,13 +316,13 @@ func (s *Scanner) handle(ctx context.Context, msg jetstream.Msg) {
 		log.Error().Err(err).Msg("scan failed")
 		rec.Finish(result.Failed, []string{err.Error()}, start, time.Now())
 	}
-	s.commitAsync(ctx, msg, rec, log)
+	s.commitAsync(ctx, msg, rec, keep, log)
 }
 
 // commitAsync commits in the background once a committer slot is free. The
 // work item stays unacknowledged until its verdict is published, so a
 // scanner killed meanwhile only costs a rescan by a peer.
-func (s *Scanner) commitAsync(ctx context.Context, msg jetstream.Msg, rec *result.Record, log zerolog.Logger) {
+func (s *Scanner) commitAsync(ctx context.Context, msg jetstream.Msg, rec *result.Record, keep []byte, log zerolog.Logger) {
 	// Kept ours until committed: on a loaded server the commit may wait
 	// longer than the ack wait, and a peer must not scan the file again.
 	stop := bus.KeepAlive(msg, bus.ScanKeepAlive)
@@ -331,7 +336,7 @@ func (s *Scanner) commitAsync(ctx context.Context, msg jetstream.Msg, rec *resul
 	s.commits.Go(func() {
 		defer func() { <-s.committing }()
 		defer stop()
-		s.commit(ctx, msg, rec, log)
+		s.commit(ctx, msg, rec, keep, log)
 	})
 }
 
@@ -339,7 +344,14 @@ func (s *Scanner) commitAsync(ctx context.Context, msg jetstream.Msg, rec *resul
 // acknowledges the work. Publishing is retried here, with the work kept
 // ours, until it lands or the scanner shuts down: a verdict in hand is never
 // given up, and a file never stays at 255 because one publish failed.
-func (s *Scanner) commit(ctx context.Context, msg jetstream.Msg, rec *result.Record, log zerolog.Logger) {
+//
+// keep, when not nil, is a small file's bytes, kept for rescans (see
+// keepOriginal) while the verdict is published, so that the copy never
+// delays it, and before the ack, so that a scanner that dies first leaves
+// the work to a peer, which keeps them.
+func (s *Scanner) commit(ctx context.Context, msg jetstream.Msg, rec *result.Record, keep []byte, log zerolog.Logger) {
+	kept := s.keepOriginalAsync(ctx, rec.Result.DataID, keep, log)
+	defer kept()
 	// Index first: a client that sees the final result can look it up by
 	// hash at once.
 	ev := &result.Event{Kind: result.EventFinal, DataID: rec.Result.DataID, Record: rec}
@@ -366,6 +378,7 @@ func (s *Scanner) commit(ctx context.Context, msg jetstream.Msg, rec *result.Rec
 		}
 		delay = min(2*delay, bus.ScanKeepAlive)
 	}
+	kept()
 	if err := msg.DoubleAck(ctx); err != nil {
 		log.Warn().Err(err).Msg("ack failed; the file will be redelivered and found final")
 	}
@@ -475,7 +488,7 @@ func (s *Scanner) scan(ctx context.Context, fc *events.FileComplete, rec *result
 	var err error
 	if fc.Data != nil {
 		obj = blob.Bytes(fc.Data)
-	} else if obj, err = s.openBlob(ctx, fc.DataID); err != nil {
+	} else if obj, err = s.openBlob(ctx, fc.BlobKey()); err != nil {
 		return fmt.Errorf("open file: %w", err)
 	}
 	defer obj.Close()
@@ -799,4 +812,51 @@ func diskSpace(dir string) (free, total int64) {
 		return 0, 0
 	}
 	return int64(st.Bavail) * int64(st.Bsize), int64(st.Blocks) * int64(st.Bsize)
+}
+
+// originalToKeep is what of fc is kept as its stored original: the bytes
+// of a small file, which travel inside its events and have no blob (a
+// larger file's upload is its stored original). A rescan keeps nothing:
+// its bytes are the original's, already kept.
+func originalToKeep(fc *events.FileComplete) []byte {
+	if fc.Data == nil || fc.Rescan() {
+		return nil
+	}
+	return fc.Data
+}
+
+// keepOriginal keeps a small file's bytes for rescans: a larger file's
+// upload is its stored original, a small one travels inside its events and
+// has no blob. They go to the originals bucket under the file's data_id,
+// where they expire retention.originals after this write, that is after
+// the verdict (bus.KeepOriginal).
+//
+// Not the blob store: a file and an fsync of its own per small file is
+// what carrying small files inside their events avoids, and millions of
+// them would make every retention sweep list millions of files. The bucket
+// takes the copies of concurrent scans in shared group commits and expires
+// them on its own. A failure is logged and otherwise ignored: the verdict
+// does not depend on the copy, and a rescan of a file without one answers
+// that the file is no longer stored.
+func (s *Scanner) keepOriginal(ctx context.Context, dataID string, data []byte, log zerolog.Logger) {
+	if data == nil {
+		return
+	}
+	if err := s.b.KeepOriginal(ctx, dataID, data); err != nil && ctx.Err() == nil {
+		log.Warn().Err(err).Msg("keeping the bytes of a small file failed; it cannot be rescanned")
+	}
+}
+
+// keepOriginalAsync is keepOriginal beside the caller; the function it
+// returns waits for it (and may be called again).
+func (s *Scanner) keepOriginalAsync(ctx context.Context, dataID string, data []byte, log zerolog.Logger) (wait func()) {
+	if data == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.keepOriginal(ctx, dataID, data, log)
+	}()
+	return func() { <-done }
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/scangate/scangate/internal/clustertest"
 	"github.com/scangate/scangate/pkg/bus"
 	"github.com/scangate/scangate/pkg/events"
+	"github.com/scangate/scangate/pkg/ids"
 )
 
 func testContext(t *testing.T) context.Context {
@@ -188,4 +190,132 @@ func TestMigrateEmbeddedStore(t *testing.T) {
 func TestUsageListsMigrate(t *testing.T) {
 	_, out, _ := run(t, "help")
 	contains(t, "usage", out, "migrate", "--dry-run")
+}
+
+// A deployment of an earlier release has one scanners consumer over every
+// priority (file.>), which a work-queue stream lets no other consumer
+// overlap. Roles of this release refuse to start on it; migrate narrows it
+// to the normal queue in place and adds the high and low ones. The files
+// it held stay with it: one being scanned when migrate ran is acknowledged
+// by its scanner and never delivered again, the waiting ones are delivered
+// next, and nothing is lost or doubled.
+func TestMigrateFromSingleScannerConsumer(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", clustertest.FreePorts(t, 1)[0])
+	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Listen: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	url := "nats://" + addr
+	nc, err := srv.Connect(t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testContext(t)
+	b, err := bus.Open(ctx, nc, bus.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The earlier release's topology: no high or low consumer, and the
+	// one consumer filtered on every priority.
+	for _, p := range []events.Priority{events.PriorityHigh, events.PriorityLow} {
+		if err := js.DeleteConsumer(ctx, events.StreamFiles, events.ScannerConsumer(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := js.Consumer(ctx, events.StreamFiles, events.ConsumerScanners)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := c.CachedInfo().Config
+	old.FilterSubject, old.Description = events.FilesSubjects, "shared by every scanner; one file to one scanner at a time"
+	if _, err := js.UpdateConsumer(ctx, events.StreamFiles, old); err != nil {
+		t.Fatal(err)
+	}
+	// Its work: three uploads queued, one of them taken by a scanner.
+	var queued []string
+	for range 3 {
+		id := ids.New()
+		if err := b.PublishFileComplete(ctx, &events.FileComplete{DataID: id, Priority: events.PriorityNormal}); err != nil {
+			t.Fatal(err)
+		}
+		queued = append(queued, id)
+	}
+	inScan, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var drift *bus.DriftError
+	if err := openErr(t, nc); !errors.As(err, &drift) ||
+		!strings.Contains(err.Error(), `consumer FILES/scanners: filter_subject: want "file.normal.>", have "file.>"`) {
+		t.Fatalf("Open on the earlier topology: %v, want the scanners consumer's filter named", err)
+	}
+	code, out, errOut := run(t, "migrate", "--nats", url)
+	if code != 0 {
+		t.Fatalf("migrate: exit %d\n%s%s", code, out, errOut)
+	}
+	contains(t, "migrate", out,
+		`update consumer FILES/scanners: description:`,
+		`filter_subject: want "file.normal.>", have "file.>"`,
+		"create consumer FILES/scanners-high",
+		"create consumer FILES/scanners-low")
+	if err := openErr(t, nc); err != nil {
+		t.Fatalf("Open after migrate: %v", err)
+	}
+
+	// The file in its scan is finished by its scanner; the two others
+	// come next, once each.
+	if err := inScan.DoubleAck(ctx); err != nil {
+		t.Fatalf("acknowledging the file taken before migrate: %v", err)
+	}
+	normal, err := js.Consumer(ctx, events.StreamFiles, events.ConsumerScanners)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := normal.Fetch(3, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for m := range batch.Messages() {
+		got = append(got, m.Subject())
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want []string
+	for _, id := range queued {
+		if !strings.HasSuffix(inScan.Subject(), id) {
+			want = append(want, events.FileSubject(events.PriorityNormal, id))
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("after migrate the normal queue delivered %v, want the two waiting files %v", got, want)
+	}
+	// New priorities have their own queues.
+	low := ids.New()
+	if err := b.PublishFileComplete(ctx, &events.FileComplete{DataID: low, Priority: events.PriorityLow}); err != nil {
+		t.Fatal(err)
+	}
+	lc, err := js.Consumer(ctx, events.StreamFiles, events.ScannerConsumer(events.PriorityLow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := lc.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil || m.Subject() != events.FileSubject(events.PriorityLow, low) {
+		t.Fatalf("the low queue: %v %v", m, err)
+	}
+	st, err := js.Stream(ctx, events.StreamFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.CachedInfo().State.Msgs; n != 1 {
+		t.Errorf("FILES holds %d messages after the normal files were acknowledged, want only the low one", n)
+	}
 }

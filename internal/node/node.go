@@ -301,7 +301,7 @@ func BusOptions(cfg *config.Config) bus.Options {
 		Replicas:   cfg.NATS.Replicas,
 		MaxQueued:  cfg.Limits.MaxQueued,
 		Partitions: cfg.Assembler.Partitions,
-		Retention:  bus.Retention{Results: cfg.Retention.Results, Webhooks: cfg.Retention.Webhooks},
+		Retention:  bus.Retention{Results: cfg.Retention.Results, Webhooks: cfg.Retention.Webhooks, Originals: cfg.Retention.Originals},
 		SessionTTL: cfg.Auth.SessionTTL,
 	}
 }

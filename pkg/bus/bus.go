@@ -114,12 +114,18 @@ type Options struct {
 }
 
 // Retention is the life of KV entries after their last write (the KV
-// buckets' TTL, their streams' max age): retention.results and
-// retention.webhooks in the configuration.
+// buckets' TTL, their streams' max age): retention.results,
+// retention.webhooks and retention.originals in the configuration.
 type Retention struct {
 	Results  time.Duration // buckets results, hashes and sessions
 	Webhooks time.Duration // bucket webhooks
+	// Originals: bucket originals, the kept bytes of small files. A zero
+	// value takes DefaultOriginalsRetention.
+	Originals time.Duration
 }
+
+// DefaultOriginalsRetention is retention.originals by default.
+const DefaultOriginalsRetention = 24 * time.Hour
 
 // DefaultRetention is what a bucket keeps when Options do not say: the
 // configuration's default, so that a role or a test opening the bus
@@ -142,6 +148,9 @@ func (o Options) withDefaults() Options {
 	if o.Retention.Webhooks <= 0 {
 		o.Retention.Webhooks = DefaultRetention
 	}
+	if o.Retention.Originals <= 0 {
+		o.Retention.Originals = DefaultOriginalsRetention
+	}
 	return o
 }
 
@@ -159,7 +168,9 @@ type Bus struct {
 	// recorder the second (see events.BucketBatches).
 	Batches    jetstream.KeyValue
 	BatchFiles jetstream.KeyValue
-	Opts       Options
+	// Originals is the kept bytes of small files (KeepOriginal).
+	Originals jetstream.KeyValue
+	Opts      Options
 
 	streams    sync.Map // name → jetstream.Stream, see stream
 	committers sync.Map // stream name → *Committer
@@ -277,6 +288,8 @@ func (b *Bus) bind(ctx context.Context) error {
 			b.Batches = kv
 		case events.BucketBatchFiles:
 			b.BatchFiles = kv
+		case events.BucketOriginals:
+			b.Originals = kv
 		}
 	}
 	return nil
@@ -296,7 +309,7 @@ func Topology(o Options) []Asset {
 		assets = append(assets, StreamAsset(sc))
 	}
 	for _, kc := range Buckets(o) {
-		groupCommit := kc.Bucket == events.BucketResults || kc.Bucket == events.BucketHashes ||
+		groupCommit := kc.Bucket == events.BucketResults || kc.Bucket == events.BucketHashes || kc.Bucket == events.BucketOriginals ||
 			kc.Bucket == events.BucketBatchFiles // the recorder's member summaries, one per result write
 		assets = append(assets, BucketAsset(kc, groupCommit))
 	}
@@ -437,16 +450,8 @@ type Consumer struct {
 
 // Consumers are scangate's durable consumers.
 func Consumers(o Options) []Consumer {
-	cs := []Consumer{
-		{events.StreamFiles, jetstream.ConsumerConfig{
-			Durable:       events.ConsumerScanners,
-			Description:   "shared by every scanner; one file to one scanner at a time",
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       ScanAckWait,
-			MaxDeliver:    -1,
-			MaxAckPending: 10000,
-			FilterSubject: events.FilesSubjects,
-		}},
+	cs := scannerConsumers()
+	cs = append(cs, []Consumer{
 		{events.StreamScans, jetstream.ConsumerConfig{
 			Durable:     events.ConsumerNotifier,
 			Description: "webhook deliveries; retries are parked as delayed redeliveries",
@@ -458,7 +463,7 @@ func Consumers(o Options) []Consumer {
 			MaxAckPending: 100000,
 			FilterSubject: events.ScanDoneSubjects,
 		}},
-	}
+	}...)
 	for p := range o.Partitions {
 		recorder := partitionConsumer(events.StreamResults, events.RecorderConsumer(p), events.ResultPartitionSubjects(p),
 			events.RecorderGroup, "result events of one partition, pinned to one recorder at a time")
@@ -469,6 +474,41 @@ func Consumers(o Options) []Consumer {
 		cs = append(cs, recorder,
 			partitionConsumer(events.StreamUploads, events.AssemblerConsumer(p), events.UploadPartitionSubjects(p),
 				events.AssemblerGroup, "upload partition, pinned to one assembler at a time"))
+	}
+	return cs
+}
+
+// scannerConsumers are the scan work queues, one consumer per priority,
+// each shared by every scanner (one file to one scanner at a time).
+// Scanners take from high first, then normal, then low, with a share kept
+// for the lower ones (scanner.queues); one consumer over every priority
+// would hand out files in the order they came, whatever their priority.
+//
+// A work-queue stream lets no two consumers' filters overlap, so the
+// single consumer of earlier releases (ConsumerScanners on file.>) cannot
+// stay beside these. It becomes the normal one instead: `scangate
+// migrate` narrows its filter to file.normal.> in place, which keeps the
+// files it was holding (all normal: earlier releases queued nothing else)
+// with their deliveries and acknowledgements, and then creates the others.
+func scannerConsumers() []Consumer {
+	desc := map[events.Priority]string{
+		events.PriorityHigh:   "high-priority scan work (admins' requests); shared by every scanner, taken first",
+		events.PriorityNormal: "normal-priority scan work (uploads); shared by every scanner",
+		events.PriorityLow:    "low-priority scan work (rescans); shared by every scanner, with a share kept while others wait",
+	}
+	var cs []Consumer
+	// Normal first: declared in this order, a migration narrows the old
+	// consumer before it creates the ones it would overlap.
+	for _, p := range []events.Priority{events.PriorityNormal, events.PriorityHigh, events.PriorityLow} {
+		cs = append(cs, Consumer{events.StreamFiles, jetstream.ConsumerConfig{
+			Durable:       events.ScannerConsumer(p),
+			Description:   desc[p],
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       ScanAckWait,
+			MaxDeliver:    -1,
+			MaxAckPending: 10000,
+			FilterSubject: events.PrioritySubjects(p),
+		}})
 	}
 	return cs
 }
@@ -533,7 +573,16 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 		kv(events.BucketLogins, "login sessions by sha256 of their id", o.SessionTTL),
 		kv(events.BucketBatches, "batches and the files that joined them, by batch_id", o.Retention.Results),
 		kv(events.BucketBatchFiles, "batch members' summaries by batch_id.data_id", o.Retention.Results),
+		originals(kv(events.BucketOriginals, "bytes of small files by data_id, kept for rescans", o.Retention.Originals)),
 	}
+}
+
+// originals bounds the bucket's messages to what a small file can hold
+// (the scanner keeps only files that travelled inside their events), with
+// room for the headers a group commit adds to each.
+func originals(c jetstream.KeyValueConfig) jetstream.KeyValueConfig {
+	c.MaxValueSize = events.InlineMax + 4<<10
+	return c
 }
 
 // natsLogger routes the embedded server's log into zerolog.

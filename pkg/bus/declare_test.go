@@ -86,7 +86,7 @@ func TestOpenTwiceFindsNothingToChange(t *testing.T) {
 		t.Errorf("after Open: %s", c)
 	}
 	before := snapshot(t, js)
-	if want := 5 + 8 + 2 + 2*o.Partitions; len(before) != want { // streams, buckets, consumers
+	if want := 5 + 9 + 4 + 2*o.Partitions; len(before) != want { // streams, buckets, consumers (3 scanners, notifier, 2 per partition)
 		t.Fatalf("%d streams and consumers on the server, want %d", len(before), want)
 	}
 	if _, err := bus.Open(ctx, nc, o); err != nil {
@@ -350,7 +350,7 @@ func TestOpenAppliesRetention(t *testing.T) {
 		t.Helper()
 		out := map[string]time.Duration{}
 		for _, b := range []string{events.BucketResults, events.BucketHashes, events.BucketSessions, events.BucketWebhooks, events.BucketNodes,
-			events.BucketBatches, events.BucketBatchFiles} {
+			events.BucketBatches, events.BucketBatchFiles, events.BucketOriginals} {
 			s, err := js.Stream(ctx, "KV_"+b)
 			if err != nil {
 				t.Fatal(err)
@@ -369,7 +369,7 @@ func TestOpenAppliesRetention(t *testing.T) {
 	}
 	week := bus.DefaultRetention
 	want := map[string]time.Duration{events.BucketResults: week, events.BucketHashes: week, events.BucketSessions: week,
-		events.BucketWebhooks: week, events.BucketNodes: bus.NodeTTL, events.BucketBatches: week, events.BucketBatchFiles: week}
+		events.BucketWebhooks: week, events.BucketNodes: bus.NodeTTL, events.BucketBatches: week, events.BucketBatchFiles: week, events.BucketOriginals: bus.DefaultOriginalsRetention}
 	if got := ttls(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("TTLs by default: %v, want %v", got, want)
 	}
@@ -377,13 +377,13 @@ func TestOpenAppliesRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	short := bus.Options{Retention: bus.Retention{Results: time.Hour, Webhooks: time.Second}}
+	short := bus.Options{Retention: bus.Retention{Results: time.Hour, Webhooks: time.Second, Originals: time.Minute}}
 	b, err = bus.Open(ctx, nc, short)
 	if err != nil {
 		t.Fatalf("Open with a shorter retention: %v", err)
 	}
 	want = map[string]time.Duration{events.BucketResults: time.Hour, events.BucketHashes: time.Hour, events.BucketSessions: time.Hour,
-		events.BucketWebhooks: time.Second, events.BucketNodes: bus.NodeTTL, events.BucketBatches: time.Hour, events.BucketBatchFiles: time.Hour}
+		events.BucketWebhooks: time.Second, events.BucketNodes: bus.NodeTTL, events.BucketBatches: time.Hour, events.BucketBatchFiles: time.Hour, events.BucketOriginals: time.Minute}
 	if got := ttls(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("TTLs after Open with a shorter retention: %v, want %v", got, want)
 	}

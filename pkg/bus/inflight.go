@@ -22,7 +22,10 @@ import (
 // publishes a finished upload's result event before it purges the session;
 // the recorder queues the file before its event is acknowledged and
 // compacted; the recorder announces a verdict before its event goes. So a
-// file that moves on while it is looked at is found further on. The one
+// file that moves on while it is looked at is found further on. A rescan
+// waiting for or in a scan names the file whose stored bytes it reads in
+// its work item's subject (events.RescanSubject), so that file is in
+// flight too until the rescan is done. The one
 // step back, a scanner's verdict (RESULTS) published before its work item
 // (FILES) is acknowledged, shows in the file's record, which is not final
 // until that verdict is recorded: a caller deciding that nothing needs the
@@ -33,6 +36,8 @@ func (b *Bus) InFlight(ctx context.Context, dataID string) (string, error) {
 		{events.StreamUploads, events.UploadSubject(p, dataID)},
 		{events.StreamResults, events.ResultSubject(p, dataID)},
 		{events.StreamFiles, events.FileSubject("*", dataID)},
+		{events.StreamFiles, events.RescanSubject("*", dataID, "*")}, // a rescan of another file's bytes
+		{events.StreamFiles, events.RescanSubject("*", "*", dataID)}, // a rescan reading this file's bytes
 		{events.StreamScans, events.ScanDoneSubject(dataID)},
 	} {
 		st, err := b.stream(ctx, look.stream)

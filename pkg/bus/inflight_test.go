@@ -34,12 +34,27 @@ func TestInFlight(t *testing.T) {
 	if err := b.PublishScanDone(ctx, &events.ScanDone{DataID: notifying, CallbackURL: "http://example.com/"}); err != nil {
 		t.Fatal(err)
 	}
+	// A rescan that reads another file's blob keeps both in flight: its
+	// own scan, and the bytes it needs. A small file's rescan carries its
+	// bytes and needs nobody's.
+	rescan, original, smallRescan, smallOriginal := ids.New(), ids.New(), ids.New(), ids.New()
+	if err := b.PublishFileComplete(ctx, &events.FileComplete{DataID: rescan, FileID: original, Priority: events.PriorityLow}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PublishFileComplete(ctx, &events.FileComplete{DataID: smallRescan, FileID: smallOriginal,
+		Priority: events.PriorityLow, Data: []byte("small")}); err != nil {
+		t.Fatal(err)
+	}
 	for id, want := range map[string]string{
-		uploading: events.StreamUploads,
-		recording: events.StreamResults,
-		queued:    events.StreamFiles,
-		notifying: events.StreamScans,
-		done:      "",
+		uploading:     events.StreamUploads,
+		recording:     events.StreamResults,
+		queued:        events.StreamFiles,
+		notifying:     events.StreamScans,
+		done:          "",
+		rescan:        events.StreamFiles,
+		original:      events.StreamFiles,
+		smallRescan:   events.StreamFiles,
+		smallOriginal: "",
 	} {
 		got, err := b.InFlight(ctx, id)
 		if err != nil || got != want {

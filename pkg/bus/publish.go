@@ -47,7 +47,7 @@ func (b *Bus) send(ctx context.Context, subject, msgID string, v any,
 
 // PublishFileComplete queues a file for scanning.
 func (b *Bus) PublishFileComplete(ctx context.Context, ev *events.FileComplete) error {
-	_, err := b.commit(ctx, events.StreamFiles, events.FileSubject(ev.Priority, ev.DataID), "file-"+ev.DataID, ev)
+	_, err := b.commit(ctx, events.StreamFiles, ev.Subject(), "file-"+ev.DataID, ev)
 	return err
 }
 

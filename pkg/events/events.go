@@ -34,6 +34,10 @@ const (
 	BucketNodes    = "nodes"    // scanner.<id> → live scanner and its engines (entries expire)
 	BucketWebhooks = "webhooks" // <data_id> (callbackurl), <data_id>.sanitized → webhook delivery state
 	BucketLogins   = "logins"   // sha256(session_id) → login session (written by ingest; entries expire)
+	// BucketOriginals keeps the bytes of small files (events.InlineMax),
+	// which have no blob, for rescans: data_id → bytes, written by the
+	// scanner with its verdict, expiring retention.originals later.
+	BucketOriginals = "originals"
 )
 
 // Batch buckets. A batch is two pieces of state with one writer each:
@@ -135,6 +139,32 @@ const AbortSubjects = "upload-abort.*"
 // FileSubject is where a file-complete event for dataID is published.
 func FileSubject(p Priority, dataID string) string { return "file." + string(p) + "." + dataID }
 
+// Priorities lists the scan priorities in the order scanners prefer them.
+var Priorities = []Priority{PriorityHigh, PriorityNormal, PriorityLow}
+
+// PrioritySubjects matches the work of one priority, rescans included.
+func PrioritySubjects(p Priority) string { return "file." + string(p) + ".>" }
+
+// ScannerConsumer names the durable consumer of one priority's work. The
+// normal one keeps the name of the single consumer earlier releases
+// declared (ConsumerScanners, then filtered on every priority): narrowing
+// its filter in place keeps the files it was holding and their delivery
+// state across `scangate migrate`.
+func ScannerConsumer(p Priority) string {
+	if p == PriorityNormal {
+		return ConsumerScanners
+	}
+	return ConsumerScanners + "-" + string(p)
+}
+
+// RescanSubject is where the work of a rescan that reads another file's
+// stored bytes is queued: file.<priority>.<data_id>.<file_id>. The last
+// token names the file whose bytes it needs, so that the retention sweep
+// (bus.InFlight) keeps them while the rescan waits or runs.
+func RescanSubject(p Priority, dataID, fileID string) string {
+	return FileSubject(p, dataID) + "." + fileID
+}
+
 // ScanDoneSubject is where the final result of dataID is announced.
 func ScanDoneSubject(dataID string) string { return "scan.done." + dataID }
 
@@ -226,6 +256,30 @@ type FileComplete struct {
 	// scanner that dies mid-download leaves the work to a peer. Size and
 	// hashes are then unknown until it has.
 	DownloadFrom string `json:"download_from,omitempty"`
+	// FileID, when set, is the stored file this scan is of: a rescan names
+	// the original's data_id, which its result reports as file_id. Without
+	// Data, the bytes are read from that file's blob.
+	FileID string `json:"file_id,omitempty"`
+}
+
+// Rescan reports whether fc scans the stored bytes of another file.
+func (fc *FileComplete) Rescan() bool { return fc.FileID != "" && fc.FileID != fc.DataID }
+
+// BlobKey is the blob holding the bytes to scan when they are not inline:
+// the file's own, or for a rescan the original's.
+func (fc *FileComplete) BlobKey() string {
+	if fc.Rescan() {
+		return fc.FileID
+	}
+	return fc.DataID
+}
+
+// Subject is where fc waits for a scanner.
+func (fc *FileComplete) Subject() string {
+	if fc.Rescan() && fc.Data == nil {
+		return RescanSubject(fc.Priority, fc.DataID, fc.FileID)
+	}
+	return FileSubject(fc.Priority, fc.DataID)
 }
 
 // InlineMax is the largest file carried inside its events rather than in

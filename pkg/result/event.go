@@ -66,7 +66,7 @@ func Apply(rec *Record, ev *Event) *Record {
 		}
 		f := ev.File
 		if rec == nil || rec.Result.ScanResults.ScanAllResultI == MultipartUploading {
-			return New(ev.DataID, f.Size, f.Hashes, f.Meta, f.UploadedAt, InProgress)
+			return NewFile(ev.DataID, f, InProgress)
 		}
 	case EventProgress:
 		if rec == nil || rec.Result.ScanResults.ScanAllResultI != InProgress {

@@ -234,6 +234,17 @@ func New(dataID string, size int64, h events.Hashes, meta events.FileMeta, uploa
 	}
 }
 
+// NewFile is New for a file queued for scanning. A rescan's result reports
+// the file it rescanned as its file_id, as MetaDefender Cloud does: the
+// file_id stays the same across scans, the data_id is per scan.
+func NewFile(dataID string, f *events.FileComplete, code int) *Record {
+	rec := New(dataID, f.Size, f.Hashes, f.Meta, f.UploadedAt, code)
+	if f.FileID != "" {
+		rec.Result.FileID = f.FileID
+	}
+	return rec
+}
+
 // Blocks reports whether a verdict code makes process_info.result "Blocked"
 // when the workflow does not say otherwise: anything but a clean or
 // deliberately allowed outcome.

@@ -355,3 +355,24 @@ func TestFormatTime(t *testing.T) {
 		t.Errorf("FormatTime = %q, want 2026-01-02T05:04:05.006Z", got)
 	}
 }
+
+// A rescan's record reports the file it rescanned as its file_id (the
+// same across rescans, as in MetaDefender Cloud); an upload's is its own
+// data_id. Both from the queued event and from the scanner's record.
+func TestFileIDOfRescans(t *testing.T) {
+	upload := &events.FileComplete{DataID: "0123456789abcdef0123456789abcdef", Size: 3, Meta: events.FileMeta{Workflow: "default"}}
+	rescan := &events.FileComplete{DataID: "fedcba9876543210fedcba9876543210", Size: 3, Meta: events.FileMeta{Workflow: "default"},
+		FileID: upload.DataID}
+	for _, tc := range []struct {
+		f    *events.FileComplete
+		want string
+	}{{upload, upload.DataID}, {rescan, upload.DataID}} {
+		queued := Apply(nil, &Event{Kind: EventQueued, DataID: tc.f.DataID, File: tc.f})
+		if queued == nil || queued.Result.FileID != tc.want || queued.Result.DataID != tc.f.DataID {
+			t.Errorf("queued %s: %+v, want file_id %s", tc.f.DataID, queued, tc.want)
+		}
+		if rec := NewFile(tc.f.DataID, tc.f, InProgress); rec.Result.FileID != tc.want {
+			t.Errorf("NewFile(%s): file_id %s, want %s", tc.f.DataID, rec.Result.FileID, tc.want)
+		}
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/google/renameio/v2"
 )
 
 // uploadState remembers, per file, what the server already has: the
@@ -113,23 +115,7 @@ func (s *uploadState) save(key string, e *stateEntry) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(s.dir, key+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(raw); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), s.path(key))
+	return renameio.WriteFile(s.path(key), raw, 0o600)
 }
 
 func (s *uploadState) remove(key string) { _ = os.Remove(s.path(key)) }

@@ -19,6 +19,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/scangate/scangate/pkg/atomicfile"
 )
 
 // A signed report is two YAML documents in one body:
@@ -209,7 +211,7 @@ func readOrCreate(path string, mode os.FileMode, create func() ([]byte, error)) 
 	if data, err = create(); err != nil {
 		return nil, err
 	}
-	if err := writeNew(path, data, mode); err != nil {
+	if _, err := atomicfile.WriteNew(path, data, mode); err != nil {
 		return nil, fmt.Errorf("storing %s: %w", path, err)
 	}
 	return os.ReadFile(path)
@@ -313,35 +315,4 @@ func selfSigned(key crypto.Signer) ([]byte, error) {
 		return nil, fmt.Errorf("batch signing certificate: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
-}
-
-// writeNew stores data at path unless a file is already there, never
-// leaving a partly written file under path.
-func writeNew(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	// A link never replaces: of two processes starting at once, one
-	// key wins and both use it.
-	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, os.ErrExist) {
-		return err
-	}
-	return nil
 }

@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/scangate/scangate/pkg/atomicfile"
 )
 
 // Query parameter names of a signed URL.
@@ -121,39 +123,16 @@ func LoadKey(configured, dataDir string) (key []byte, generated bool, err error)
 		return nil, false, fmt.Errorf("presigned key: %w", err)
 	}
 	k := hex.EncodeToString(b[:])
-	// Written whole or not at all: a temporary file, fsynced, renamed. URLs
-	// handed out must stay valid across a restart, so the key must survive
-	// a crash right after it was first used.
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	// Written whole or not at all, and only if no other process sharing
+	// the data directory wrote one first: URLs handed out must stay valid
+	// across a restart, so the key must survive a crash right after it
+	// was first used, and every process must sign with the same one.
+	written, err := atomicfile.WriteNew(path, []byte(k+"\n"), 0o600)
 	if err != nil {
 		return nil, false, fmt.Errorf("presigned key: %w", err)
 	}
-	_, werr := f.WriteString(k + "\n")
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr == nil {
-		werr = syncDir(dataDir)
-	}
-	if werr != nil {
-		_ = os.Remove(tmp)
-		return nil, false, fmt.Errorf("presigned key: %w", werr)
+	if !written {
+		return LoadKey("", dataDir)
 	}
 	return []byte(k), true, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scangate/scangate/internal/testwait"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scangate/scangate/pkg/batch"
@@ -17,19 +19,14 @@ import (
 // waitMember waits for the summary of dataID in batchID to satisfy cond.
 func waitMember(t *testing.T, kv jetstream.KeyValue, batchID, dataID string, cond func(*batch.Member) bool) *batch.Member {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if e, err := kv.Get(context.Background(), events.BatchMemberKey(batchID, dataID)); err == nil {
-			var m batch.Member
-			if json.Unmarshal(e.Value(), &m) == nil && cond(&m) {
-				return &m
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no summary of %s in batch %s", dataID, batchID)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var m batch.Member
+	if !testwait.Until(30*time.Second, func() bool {
+		e, err := kv.Get(context.Background(), events.BatchMemberKey(batchID, dataID))
+		return err == nil && json.Unmarshal(e.Value(), &m) == nil && cond(&m)
+	}) {
+		t.Fatalf("no summary of %s in batch %s", dataID, batchID)
 	}
+	return &m
 }
 
 // A file of a batch gets its summary with its record, and the summary

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scangate/scangate/internal/testwait"
+
 	"github.com/rs/zerolog"
 
 	"github.com/scangate/scangate/internal/bustest"
@@ -222,11 +224,7 @@ func TestRecorderStaleCopyRereads(t *testing.T) {
 // waitUntil polls cond until it holds, for at most 30 s.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling pace: the loop waits for cond, bounded above
+	if !testwait.Until(30*time.Second, cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }

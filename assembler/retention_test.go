@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scangate/scangate/internal/testwait"
+
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -275,13 +277,9 @@ func TestSweepFollowsAFile(t *testing.T) {
 		}
 		// Its verdict recorded, the file is done with: the recorder's
 		// event is compacted within about a second, then the bytes go.
-		deadline := time.Now().Add(30 * time.Second)
-		for exists(t, blobs, id) {
-			if time.Now().After(deadline) {
-				t.Fatal("a scanned file's bytes kept past their retention")
-			}
-			sw.sweep(ctx)
-			time.Sleep(50 * time.Millisecond) // paces the sweeps while the recorder's event is compacted
+		// Sweeps run until the recorder's event is compacted and they may.
+		if !testwait.Until(30*time.Second, func() bool { sw.sweep(ctx); return !exists(t, blobs, id) }) {
+			t.Fatal("a scanned file's bytes kept past their retention")
 		}
 	})
 }

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scangate/scangate/internal/testwait"
+
 	"github.com/scangate/scangate/client"
 )
 
@@ -276,19 +278,15 @@ func TestResumeSendsOnlyMissing(t *testing.T) {
 		}
 	}
 	// The status is the assembler's view: wait until it shows both.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		s, err := c.MultipartStatus(ctx, id)
-		if err != nil {
+	var s *client.Session
+	if !testwait.Until(30*time.Second, func() bool {
+		var err error
+		if s, err = c.MultipartStatus(ctx, id); err != nil {
 			t.Fatal(err)
 		}
-		if s.ReceivedLength == 2*part {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status never showed the two parts: %+v", s)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return s.ReceivedLength == 2*part
+	}) {
+		t.Fatalf("status never showed the two parts: %+v", s)
 	}
 	var sent atomic.Int64
 	var had int64

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scangate/scangate/internal/testwait"
+
 	"github.com/scangate/scangate/internal/cli"
 	"github.com/scangate/scangate/internal/node"
 	"github.com/scangate/scangate/pkg/config"
@@ -169,12 +171,8 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 // waitUntil polls cond until it holds or timeout passes.
 func waitUntil(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(pollEvery)
+	if !testwait.Until(timeout, cond) {
+		t.Fatalf("timed out after %v waiting for %s", timeout, what)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scangate/scangate/internal/testwait"
+
 	"github.com/scangate/scangate/pkg/auth"
 	"github.com/scangate/scangate/pkg/config"
 )
@@ -35,9 +37,8 @@ func TestScanLimitRecovers(t *testing.T) {
 	// A whole window of room: start right after one begins.
 	waitWindow := func() {
 		w := opts.ScanLimitWindow.Milliseconds()
-		for start := time.Now().UnixMilli() / w; time.Now().UnixMilli()/w == start; {
-			time.Sleep(10 * time.Millisecond) // waiting for the clock, not the server
-		}
+		start := time.Now().UnixMilli() / w
+		testwait.Until(2*opts.ScanLimitWindow, func() bool { return time.Now().UnixMilli()/w != start })
 	}
 	for attempt := 0; ; attempt++ {
 		waitWindow()

@@ -173,8 +173,12 @@ func (s *Server) joinBatch(ctx context.Context, batchID, dataID string) error {
 		}
 		// The batch moved on (the next read says how) or another join
 		// was in flight: look again after a pause that sets racing joins
-		// apart.
-		time.Sleep(time.Duration(1+rand.IntN(5)) * time.Millisecond)
+		// apart, unless the request is gone meanwhile.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(1+rand.IntN(5)) * time.Millisecond):
+		}
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scangate/scangate/internal/testwait"
+
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
@@ -53,19 +55,14 @@ func TestSmallFileOriginalKept(t *testing.T) {
 	}
 	// The copy is stored before the work is acknowledged: once the queue
 	// is empty, it is there (and the rescan's is not).
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	if !testwait.Until(30*time.Second, func() bool {
 		st, err := b.JS.Stream(ctx, events.StreamFiles)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.CachedInfo().State.Msgs == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the scanner never acknowledged its work")
-		}
-		time.Sleep(10 * time.Millisecond)
+		return st.CachedInfo().State.Msgs == 0
+	}) {
+		t.Fatal("the scanner never acknowledged its work")
 	}
 	kept, err := b.Original(ctx, original)
 	if err != nil || !bytes.Equal(kept, data) {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scangate/scangate/internal/testwait"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scangate/scangate/pkg/bus"
@@ -141,20 +143,17 @@ func TestQueuesShareHoldsWithConcurrentFetchers(t *testing.T) {
 // acknowledged, and a no-wait pull answers from that count.
 func waitCounted(t *testing.T, q *queues, counts ...uint64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
 	for i, want := range counts {
-		for {
+		var pending uint64
+		if !testwait.Until(10*time.Second, func() bool {
 			info, err := q.cons[i].Info(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if info.NumPending == want {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("consumer %s counts %d files, want %d", events.Priorities[i], info.NumPending, want)
-			}
-			time.Sleep(10 * time.Millisecond)
+			pending = info.NumPending
+			return pending == want
+		}) {
+			t.Fatalf("consumer %s counts %d files, want %d", events.Priorities[i], pending, want)
 		}
 	}
 }
@@ -179,12 +178,8 @@ func TestQueuesWakeOnAnyPriority(t *testing.T) {
 			got <- msg
 		}()
 		// Waiting: a pull open on every queue.
-		deadline := time.Now().Add(10 * time.Second)
-		for !allWaiting(t, q) {
-			if time.Now().After(deadline) {
-				t.Fatal("the scanner never waited on every queue")
-			}
-			time.Sleep(10 * time.Millisecond)
+		if !testwait.Until(10*time.Second, func() bool { return allWaiting(t, q) }) {
+			t.Fatal("the scanner never waited on every queue")
 		}
 		started := time.Now()
 		want := publishWork(t, b, p, 1)
@@ -234,12 +229,8 @@ func TestQueuesIdleFetchersShareOneWait(t *testing.T) {
 			got <- msg
 		}()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !allWaiting(t, q) {
-		if time.Now().After(deadline) {
-			t.Fatal("the fetchers never waited")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testwait.Until(10*time.Second, func() bool { return allWaiting(t, q) }) {
+		t.Fatal("the fetchers never waited")
 	}
 	for i, c := range q.cons {
 		info, err := c.Info(ctx)

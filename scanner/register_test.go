@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scangate/scangate/internal/testwait"
+
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -103,18 +105,15 @@ func TestRegisterRefreshesAndDeregisters(t *testing.T) {
 // waitNodes polls GET /stat/nodes's source until cond holds.
 func waitNodes(t *testing.T, kv jetstream.KeyValue, cond func([]stats.NodeStatus) bool) []stats.NodeStatus {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		l, err := stats.Nodes(context.Background(), kv, time.Now())
-		if err != nil {
+	var l []stats.NodeStatus
+	if !testwait.Until(30*time.Second, func() bool {
+		var err error
+		if l, err = stats.Nodes(context.Background(), kv, time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		if cond(l) {
-			return l
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registry never matched; last %+v", l)
-		}
-		time.Sleep(10 * time.Millisecond) // polling pace: the loop waits for cond, bounded above
+		return cond(l)
+	}) {
+		t.Fatalf("registry never matched; last %+v", l)
 	}
+	return l
 }

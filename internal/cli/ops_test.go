@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scangate/scangate/internal/testwait"
+
 	"github.com/rs/zerolog"
 
 	"github.com/scangate/scangate/internal/cli"
@@ -45,17 +47,12 @@ func probe(url string) (int, map[string]any) {
 // waitProbe polls url until it answers want (polling only paces the looks).
 func waitProbe(t *testing.T, url string, want int, stderr func() string) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		code, body := probe(url)
-		if code == want {
-			return body
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s answered %d %v, want %d\n%s", url, code, body, want, stderr())
-		}
-		time.Sleep(20 * time.Millisecond)
+	var code int
+	var body map[string]any
+	if !testwait.Until(30*time.Second, func() bool { code, body = probe(url); return code == want }) {
+		t.Fatalf("%s answered %d %v, want %d\n%s", url, code, body, want, stderr())
 	}
+	return body
 }
 
 // A role process started with --ops-listen answers probes there at once:

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scangate/scangate/internal/testwait"
+
 	"github.com/rs/zerolog"
 	"github.com/scangate/scangate/internal/bustest"
 	"github.com/scangate/scangate/pkg/auth"
@@ -124,18 +126,13 @@ func TestLogoutReachesOtherNodesCache(t *testing.T) {
 	}
 	// B resolves it until it serves it from its cache: a cached answer
 	// survives the KV entry's removal behind the watch's back.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	if !testwait.Until(10*time.Second, func() bool {
 		if u, err := nodeB.Resolve(ctx, id, time.Now()); err != nil || u != "ops" {
 			t.Fatalf("B resolves: %q %v", u, err)
 		}
-		if nodeB.Cached(id) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("B never cached the session (is its watch running?)")
-		}
-		time.Sleep(10 * time.Millisecond) // polling for the watch to start
+		return nodeB.Cached(id)
+	}) {
+		t.Fatal("B never cached the session (is its watch running?)")
 	}
 	if err := nodeA.Delete(ctx, id); err != nil {
 		t.Fatal(err)
@@ -143,14 +140,11 @@ func TestLogoutReachesOtherNodesCache(t *testing.T) {
 	if _, err := nodeA.Resolve(ctx, id, time.Now()); !errors.Is(err, auth.ErrInvalidKey) {
 		t.Errorf("A after its own logout: %v", err)
 	}
-	for {
-		_, err := nodeB.Resolve(ctx, id, time.Now())
-		if errors.Is(err, auth.ErrInvalidKey) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("B still accepts the session after the logout on A: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond) // polling for the watch to deliver the logout
+	var lastErr error
+	if !testwait.Until(10*time.Second, func() bool {
+		_, lastErr = nodeB.Resolve(ctx, id, time.Now())
+		return errors.Is(lastErr, auth.ErrInvalidKey)
+	}) {
+		t.Fatalf("B still accepts the session after the logout on A: %v", lastErr)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scangate/scangate/internal/testwait"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -392,18 +394,15 @@ func TestOpenAppliesRetention(t *testing.T) {
 	}
 	// The entry written under the old TTL expires by the new one. Polled:
 	// the server expires entries on its own timer.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var left uint64
+	if !testwait.Until(10*time.Second, func() bool {
 		st, err := b.Webhooks.Status(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Values() == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("webhooks bucket still holds %d entries after its TTL of 1s", st.Values())
-		}
-		time.Sleep(50 * time.Millisecond) // paces the looks at the bucket
+		left = st.Values()
+		return left == 0
+	}) {
+		t.Fatalf("webhooks bucket still holds %d entries after its TTL of 1s", left)
 	}
 }

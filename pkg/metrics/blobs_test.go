@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/scangate/scangate/internal/testwait"
 )
 
 // blobBytes scrapes m and returns scangate_blob_store_bytes{store}.
@@ -34,12 +36,8 @@ func blobBytes(t *testing.T, m *Metrics, store string) (float64, bool) {
 // the condition) for at most 10 s.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testwait.Until(10*time.Second, cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scangate/scangate/internal/testwait"
+
 	"github.com/scangate/scangate/internal/clamdtest"
 	"github.com/scangate/scangate/pkg/result"
 )
@@ -279,15 +281,13 @@ func TestClamAV(t *testing.T) {
 		if r := clamdtest.RawCommand(d.TCPAddr()[len("tcp://"):], "zRELOAD\x00"); r != "RELOADING" {
 			t.Fatalf("RELOAD: %q", r)
 		}
-		deadline := time.Now().Add(30 * time.Second)
-		for c.Info().DefTime != "2026-11-21T09:30:05.000Z" {
-			if time.Now().After(deadline) {
-				t.Fatalf("def_time still %q after reload", c.Info().DefTime)
-			}
-			time.Sleep(100 * time.Millisecond) // polling pace: the loop waits for clamd's reload, bounded above
+		if !testwait.Until(30*time.Second, func() bool {
 			if err := c.Refresh(context.Background()); err != nil {
 				t.Fatal(err)
 			}
+			return c.Info().DefTime == "2026-11-21T09:30:05.000Z"
+		}) {
+			t.Fatalf("def_time still %q after reload", c.Info().DefTime)
 		}
 		f, err := clamScan(t, c, eicar())
 		clamWant(t, f, err, result.Infected, "Eicar-Test-Signature")

@@ -484,28 +484,10 @@ type batchStatus struct {
 }
 
 type batchFiles struct {
-	BatchCount   int         `json:"batch_count"`
-	FilesInBatch []batchFile `json:"files_in_batch"`
-	FirstIndex   int         `json:"first_index"`
-	PageSize     int         `json:"page_size"`
-}
-
-type batchFile struct {
-	DataID              string `json:"data_id"`
-	DisplayName         string `json:"display_name"`
-	FileSize            int64  `json:"file_size"`
-	FileType            string `json:"file_type"`
-	FileTypeDescription string `json:"file_type_description"`
-	ScanAllResultI      int    `json:"scan_all_result_i"`
-	ScanAllResultA      string `json:"scan_all_result_a"`
-	DetectedBy          int    `json:"detected_by"`
-	ScannedWith         int    `json:"scanned_with"`
-	ProgressPercentage  int    `json:"progress_percentage"`
-	ProcessInfo         struct {
-		BlockedReason      string `json:"blocked_reason"`
-		ProgressPercentage int    `json:"progress_percentage"`
-		Result             string `json:"result"`
-	} `json:"process_info"`
+	BatchCount   int                  `json:"batch_count"`
+	FilesInBatch []result.ArchiveFile `json:"files_in_batch"` // a batch's file has an archive member's fields
+	FirstIndex   int                  `json:"first_index"`
+	PageSize     int                  `json:"page_size"`
 }
 
 type batchProcessInfo struct {
@@ -555,7 +537,7 @@ func (s *Server) sendBatchStatus(c *fiber.Ctx, b *batch.Batch, settle bool) erro
 		BatchID:  b.BatchID,
 		IsClosed: b.Closed,
 		UserData: b.UserData,
-		BatchFiles: batchFiles{BatchCount: len(members), FilesInBatch: []batchFile{},
+		BatchFiles: batchFiles{BatchCount: len(members), FilesInBatch: []result.ArchiveFile{},
 			FirstIndex: first, PageSize: size},
 		ProcessInfo: batchProcessInfo{Result: v.Result, BlockedReason: v.BlockedReason, Profile: b.Workflow, UserAgent: b.UserAgent},
 		ScanResults: batchScanResults{BatchID: b.BatchID, ScanAllResultI: v.Code, ScanAllResultA: result.CodeName(v.Code),
@@ -563,7 +545,7 @@ func (s *Server) sendBatchStatus(c *fiber.Ctx, b *batch.Batch, settle bool) erro
 	}
 	lo := min(first, len(members))
 	for _, m := range members[lo : lo+min(size, len(members)-lo)] {
-		f := batchFile{DataID: m.DataID, DisplayName: m.DisplayName, FileSize: m.FileSize, FileType: m.FileType,
+		f := result.ArchiveFile{DataID: m.DataID, DisplayName: m.DisplayName, FileSize: m.FileSize, FileType: m.FileType,
 			FileTypeDescription: m.FileTypeDescription, ScanAllResultI: m.ScanAllResultI, ScanAllResultA: m.ScanAllResultA,
 			DetectedBy: m.DetectedBy, ScannedWith: m.ScannedWith, ProgressPercentage: m.ProgressPercentage}
 		f.ProcessInfo.BlockedReason, f.ProcessInfo.ProgressPercentage, f.ProcessInfo.Result = m.BlockedReason, m.ProgressPercentage, m.Result

@@ -77,9 +77,6 @@ func TestBatchOfThousandsOfFiles(t *testing.T) {
 		len(past.BatchFiles.FilesInBatch) != 0 || past.BatchFiles.BatchCount != files {
 		t.Errorf("a page far past the end: %d, %d files of %d", code, len(past.BatchFiles.FilesInBatch), past.BatchFiles.BatchCount)
 	}
-	if took > 5*time.Second {
-		t.Errorf("a page took %v", took)
-	}
 	// No value grew with the batch.
 	for _, kv := range []jetstream.KeyValue{ts.b.Batches, ts.b.BatchFiles} {
 		st, err := kv.Status(ctx)

@@ -148,3 +148,21 @@ func TestLogoutReachesOtherNodesCache(t *testing.T) {
 		t.Fatalf("B still accepts the session after the logout on A: %v", lastErr)
 	}
 }
+
+// NATS unreachable is not a logged-out session: Resolve reports the
+// failure (ingest answers 503, try again) and never ErrInvalidKey (a 401
+// would tell a client with a live session to log in again).
+func TestResolveWithoutNATSIsNoInvalidKey(t *testing.T) {
+	b := bustest.Open(t, bus.Options{SessionTTL: time.Hour})
+	s := &auth.Sessions{KV: b.Logins, TTL: time.Hour}
+	ctx := context.Background()
+	id, err := s.Create(ctx, "ops", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.NC.Close()
+	_, err = s.Resolve(ctx, id, time.Now())
+	if err == nil || errors.Is(err, auth.ErrInvalidKey) {
+		t.Fatalf("Resolve with NATS gone: %v, want an error that is not ErrInvalidKey", err)
+	}
+}

@@ -15,19 +15,7 @@ import (
 // returns its id, URLs and their expiries.
 func presignedOpenAt(t *testing.T, ts *testServer, path string, headers map[string]string) (id string, urls []string, expires []time.Time) {
 	t.Helper()
-	req, err := http.NewRequest("POST", ts.url(path), strings.NewReader(`{"name":"a.bin","parts":2}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	resp, raw := send(t, "POST", ts.url(path), []byte(`{"name":"a.bin","parts":2}`), headers)
 	if resp.StatusCode != 200 {
 		t.Fatalf("open: %d %s", resp.StatusCode, raw)
 	}
